@@ -17,7 +17,7 @@ describe("PGlite pool adapter", () => {
     pool = new PGlitePool(db);
     const client = await pool.connect();
     try {
-      await runMigrations(client, "bullmq");
+      await runMigrations(client as never, "bullmq");
     } finally {
       client.release();
     }
@@ -32,9 +32,9 @@ describe("PGlite pool adapter", () => {
 
   it("runs BullMQ jobs end to end", async () => {
     const { Queue, Worker } = withBackend(createPostgresBackend);
-    const queue = new Queue<{ a: number }>("adapter", { connection: pool });
+    const queue = new Queue<{ a: number }>("adapter", { connection: pool as never });
     const worker = new Worker<{ a: number }>("adapter", async (job) => job.data.a + 1, {
-      connection: pool,
+      connection: pool as never,
       concurrency: 5,
     });
     const jobs = await Promise.all(Array.from({ length: 50 }, (_, i) => queue.add("x", { a: i })));

@@ -1,0 +1,110 @@
+/**
+ * The HTTP server: REST API, authentication, live events, OpenAPI, metrics and the dashboard's
+ * files. `buildApp` wires routes to the parts it is given and never listens: main does, and
+ * tests call `app.inject()`.
+ */
+import { existsSync } from "node:fs";
+import fastifyJwt from "@fastify/jwt";
+import fastifyMultipart from "@fastify/multipart";
+import fastifyRateLimit from "@fastify/rate-limit";
+import fastifyStatic from "@fastify/static";
+import fastifySwagger from "@fastify/swagger";
+import fastifySwaggerUi from "@fastify/swagger-ui";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import type { Kysely } from "kysely";
+import type { Database } from "../db/schema.js";
+import type { Broker } from "../queue/connection.js";
+import type { Producer } from "../queue/producer.js";
+import type { TaskRegistry } from "../queue/task.js";
+import { ApiError, registerErrorHandler } from "./errors.js";
+import { authRoutes } from "./routes/auth.js";
+import { campaignRoutes } from "./routes/campaigns.js";
+import { eventRoutes } from "./routes/events.js";
+import { healthRoutes } from "./routes/health.js";
+import { messageRoutes } from "./routes/messages.js";
+import { taskRoutes } from "./routes/tasks.js";
+
+export interface AppDeps {
+  db: Kysely<Database>;
+  broker: Broker;
+  producer: Producer;
+  /** Tasks a user may send over HTTP. */
+  registry: TaskRegistry;
+  /** Woken when a campaign is created or resumed; absent in a process that does not dispatch. */
+  dispatcher?: { wake(): void };
+  jwtSecret: string;
+  maxBodyBytes: number;
+  maxUploadBytes: number;
+  defaultFrom: string;
+  catcherEnabled: boolean;
+  ping: { database: () => Promise<void>; broker: () => Promise<void> };
+  /** The built dashboard (dist/web); not served when absent. */
+  webRoot?: string;
+  /** A pino logger; none means quiet (tests). */
+  logger?: FastifyBaseLogger;
+}
+
+const PUBLIC_API = new Set(["/api/auth/login"]);
+
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
+    bodyLimit: deps.maxBodyBytes,
+    // One line per request would bury what matters; errors are still logged by the error handler.
+    disableRequestLogging: true,
+    // The error handler gives Fastify's own validation errors the common shape.
+    ajv: { customOptions: { coerceTypes: "array", removeAdditional: false, allErrors: true } },
+  });
+  registerErrorHandler(app);
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      info: {
+        title: "Lovage API",
+        version: "1",
+        description: "Bulk email and tasks over a distributed queue",
+      },
+      components: { securitySchemes: { bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  await app.register(fastifySwaggerUi, { routePrefix: "/api/docs" });
+  await app.register(fastifyJwt, { secret: deps.jwtSecret });
+  await app.register(fastifyMultipart, { limits: { fileSize: deps.maxUploadBytes, files: 1, fields: 20 } });
+  await app.register(fastifyRateLimit, { global: false });
+
+  app.addHook("onRequest", async (request) => {
+    const path = request.url.split("?")[0]!;
+    if (!path.startsWith("/api/") || PUBLIC_API.has(path) || path.startsWith("/api/docs")) return;
+    // EventSource cannot send headers, so the events stream also takes ?token=.
+    const queryToken =
+      path === "/api/events" ? new URLSearchParams(request.url.split("?")[1] ?? "").get("token") : null;
+    try {
+      if (queryToken) app.jwt.verify(queryToken);
+      else await request.jwtVerify();
+    } catch {
+      throw new ApiError("unauthorized", "a valid bearer token is required: POST /api/auth/login first");
+    }
+  });
+
+  await app.register(async (api) => {
+    await authRoutes(api, deps);
+    await campaignRoutes(api, deps);
+    await taskRoutes(api, deps);
+    await messageRoutes(api, deps);
+    await eventRoutes(api, deps);
+    await healthRoutes(api, deps);
+  });
+
+  const serveWeb = deps.webRoot !== undefined && existsSync(deps.webRoot);
+  if (serveWeb) await app.register(fastifyStatic, { root: deps.webRoot!, wildcard: false });
+  app.setNotFoundHandler((request, reply) => {
+    // The dashboard routes in the browser: any other page path gets its index.html.
+    if (serveWeb && request.method === "GET" && !request.url.startsWith("/api/"))
+      return reply.sendFile("index.html");
+    return reply.status(404).send({
+      error: { code: "not_found", message: `no route ${request.method} ${request.url}`, details: null },
+    });
+  });
+  return app;
+}

@@ -1,0 +1,79 @@
+/** The JSON shapes of docs/api.md, built from store rows. */
+import type { CampaignRow } from "../db/campaigns.js";
+import {
+  countsByCampaign,
+  sentLastMinute,
+  type Db,
+  type RecipientRow,
+  type RecipientStatus,
+} from "../db/recipients.js";
+
+export interface CampaignView {
+  id: number;
+  name: string;
+  from: string;
+  subject: string;
+  text: string | null;
+  html: string | null;
+  priority: number;
+  status: string;
+  statusReason: string | null;
+  sendAt: string | null;
+  createdAt: string;
+  startedAt: string | null;
+  completedAt: string | null;
+  total: number;
+  counts: Record<RecipientStatus, number>;
+  ratePerMinute: number;
+  etaSeconds: number | null;
+}
+
+const iso = (date: Date | null) => (date ? date.toISOString() : null);
+
+export async function presentCampaigns(db: Db, rows: CampaignRow[]): Promise<CampaignView[]> {
+  const ids = rows.map((row) => row.id);
+  const [counts, rates] = await Promise.all([countsByCampaign(db, ids), sentLastMinute(db, ids)]);
+  return rows.map((row) => {
+    const c = counts.get(row.id)!;
+    const ratePerMinute = rates.get(row.id) ?? 0;
+    const remaining = c.pending + c.queued + c.sending;
+    return {
+      id: row.id,
+      name: row.name,
+      from: row.from,
+      subject: row.subject,
+      text: row.text,
+      html: row.html,
+      priority: row.priority,
+      status: row.status,
+      statusReason: row.statusReason,
+      sendAt: iso(row.sendAt),
+      createdAt: row.createdAt.toISOString(),
+      startedAt: iso(row.startedAt),
+      completedAt: iso(row.completedAt),
+      total: row.total,
+      counts: c,
+      ratePerMinute,
+      etaSeconds:
+        remaining === 0 ? 0 : ratePerMinute > 0 ? Math.ceil((remaining / ratePerMinute) * 60) : null,
+    };
+  });
+}
+
+export function presentRecipient(row: RecipientRow) {
+  return {
+    id: row.id,
+    campaignId: row.campaignId,
+    line: row.line,
+    email: row.email,
+    fields: row.fields,
+    status: row.status,
+    attempts: row.attempts,
+    lastResponse: row.lastResponse,
+    lastError: row.lastError,
+    messageId: row.messageId,
+    queuedAt: iso(row.queuedAt),
+    lastAttemptAt: iso(row.lastAttemptAt),
+    sentAt: iso(row.sentAt),
+  };
+}

@@ -1,0 +1,50 @@
+/** Liveness, readiness (which dependency is down) and Prometheus metrics. */
+import type { FastifyInstance } from "fastify";
+import { Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import { sql } from "kysely";
+import type { AppDeps } from "../app.js";
+
+async function check(probe: () => Promise<void>, timeoutMs = 2_000): Promise<"up" | "down"> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<"down">((resolve) => (timer = setTimeout(() => resolve("down"), timeoutMs)));
+  const result = await Promise.race([
+    probe().then(
+      () => "up" as const,
+      () => "down" as const,
+    ),
+    timeout,
+  ]);
+  clearTimeout(timer);
+  return result;
+}
+
+export async function healthRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
+  app.get("/healthz", { schema: { hide: true } }, async () => ({ status: "ok" }));
+
+  app.get("/readyz", { schema: { hide: true } }, async (_request, reply) => {
+    const [database, broker] = await Promise.all([check(deps.ping.database), check(deps.ping.broker)]);
+    const ready = database === "up" && broker === "up";
+    return reply
+      .status(ready ? 200 : 503)
+      .send({ status: ready ? "ready" : "unavailable", database, broker });
+  });
+
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: "lovage_" });
+  new Gauge({
+    name: "lovage_recipients",
+    help: "Recipients by status, across all campaigns",
+    labelNames: ["status"],
+    registers: [registry],
+    async collect() {
+      const rows = await sql<{ status: string; n: number }>`
+        SELECT status, count(*)::int AS n FROM lovage.recipients GROUP BY status`.execute(deps.db);
+      this.reset();
+      for (const row of rows.rows) this.set({ status: row.status }, row.n);
+    },
+  });
+  app.get("/metrics", { schema: { hide: true } }, async (_request, reply) => {
+    const body = await registry.metrics();
+    return reply.header("content-type", registry.contentType).send(body);
+  });
+}

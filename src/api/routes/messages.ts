@@ -1,0 +1,41 @@
+/** The built-in mail catcher's messages, for a new user to see real mail arrive. */
+import type { FastifyInstance } from "fastify";
+import { getCaughtMessage, listCaughtMessages } from "../../db/caught-messages.js";
+import type { AppDeps } from "../app.js";
+import { notFound } from "../errors.js";
+
+export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
+  const tags = ["mail catcher"];
+  app.get<{ Querystring: { limit?: number } }>(
+    "/api/messages",
+    {
+      schema: {
+        summary: "Messages the built-in mail catcher received, newest first",
+        tags,
+        querystring: {
+          type: "object",
+          properties: { limit: { type: "integer", minimum: 1, maximum: 1000 } },
+        },
+      },
+    },
+    async (request) => ({
+      enabled: deps.catcherEnabled,
+      messages: await listCaughtMessages(deps.db, request.query.limit ?? 100),
+    }),
+  );
+  app.get<{ Params: { id: number } }>(
+    "/api/messages/:id",
+    {
+      schema: {
+        summary: "One caught message with its text, HTML and headers",
+        tags,
+        params: { type: "object", properties: { id: { type: "integer", minimum: 1 } } },
+      },
+    },
+    async (request) => {
+      const message = await getCaughtMessage(deps.db, request.params.id);
+      if (!message) throw notFound(`message ${request.params.id}`);
+      return message;
+    },
+  );
+}

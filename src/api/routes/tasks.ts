@@ -1,0 +1,99 @@
+/** Generic tasks over HTTP: send one by name, read its job, and the queues' counts. */
+import type { FastifyInstance } from "fastify";
+import { EMAIL_QUEUE } from "../../mail/send-batch.js";
+import type { SendOptions } from "../../queue/task.js";
+import type { AppDeps } from "../app.js";
+import { ApiError, notFound } from "../errors.js";
+
+interface SendBody {
+  input?: unknown;
+  options?: {
+    priority?: number;
+    delayMs?: number;
+    runAt?: string;
+    attempts?: number;
+    backoffMs?: number;
+    timeoutMs?: number;
+    idempotencyKey?: string;
+  };
+}
+
+export async function taskRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
+  const tags = ["tasks"];
+
+  app.post<{ Params: { name: string }; Body: SendBody | null }>(
+    "/api/tasks/:name",
+    {
+      schema: {
+        summary: "Send a task by name; answers its job id",
+        tags,
+        params: { type: "object", properties: { name: { type: "string" } } },
+        body: {
+          type: ["object", "null"],
+          properties: {
+            input: {},
+            options: {
+              type: "object",
+              additionalProperties: false,
+              properties: {
+                priority: { type: "integer" },
+                delayMs: { type: "integer" },
+                runAt: { type: "string", format: "date-time" },
+                attempts: { type: "integer" },
+                backoffMs: { type: "integer" },
+                timeoutMs: { type: "integer" },
+                idempotencyKey: { type: "string" },
+              },
+            },
+          },
+        },
+      },
+    },
+    async (request, reply) => {
+      const task = deps.registry.get(request.params.name);
+      if (!task) {
+        const known = deps.registry.all().map((t) => t.name);
+        throw new ApiError(
+          "not_found",
+          `no task named "${request.params.name}" (known: ${known.join(", ") || "none"})`,
+        );
+      }
+      const { runAt, ...rest } = request.body?.options ?? {};
+      const options: SendOptions = { ...rest, ...(runAt ? { runAt: new Date(runAt) } : {}) };
+      let input: unknown;
+      try {
+        input = task.input ? task.input.parse(request.body?.input) : request.body?.input;
+      } catch (error) {
+        throw new ApiError(
+          "bad_request",
+          `input of task ${task.name} is invalid: ${(error as Error).message}`,
+        );
+      }
+      const job = await deps.producer.send(task, input, options);
+      return reply.status(202).send({ id: job.id });
+    },
+  );
+
+  app.get<{ Params: { id: string } }>(
+    "/api/tasks/:id",
+    { schema: { summary: "A job's state, result and error", tags } },
+    async (request) => {
+      const job = await deps.producer.getJob(request.params.id);
+      if (!job) throw notFound(`job ${request.params.id}`);
+      return { id: job.id, name: job.name, state: job.state, result: job.result, error: job.error };
+    },
+  );
+
+  app.get("/api/queues", { schema: { summary: "Job counts per queue and state", tags } }, async () => {
+    const names = [...new Set([EMAIL_QUEUE, ...deps.registry.queues()])].sort();
+    const queues = await Promise.all(
+      names.map(async (name) => ({
+        name,
+        counts: await deps.broker
+          .queue(name)
+          .getJobCounts("waiting", "prioritized", "active", "delayed", "completed", "failed"),
+      })),
+    );
+    return { queues };
+  });
+}

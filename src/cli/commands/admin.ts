@@ -1,0 +1,65 @@
+/** `lovage migrate` and `lovage user`: run against the database directly, not over HTTP. */
+import { openDatabase } from "../../db/open.js";
+import { upsertUser } from "../../db/users.js";
+import { openBroker } from "../../queue/connection.js";
+import { UsageError, configFrom, parse, type Command } from "../shared.js";
+
+export const migrate: Command = {
+  name: "migrate",
+  summary: "Bring the database (and BullMQ's PostgreSQL schema) to the latest version",
+  help: `Usage: lovage migrate
+
+Applies pending migrations to LOVAGE_DATABASE_URL (or the embedded database). Safe to run
+from several hosts at once: an advisory lock lets one of them do it. Every start does it too.`,
+  async run(args, env) {
+    const { values } = parse(args, {});
+    if (values.help) {
+      console.log(this.help);
+      return 0;
+    }
+    const config = configFrom(env);
+    const store = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+    try {
+      if (!config.brokerUrl) {
+        const broker = await openBroker(
+          store.kind === "postgres"
+            ? { kind: "postgres", connectionString: config.databaseUrl! }
+            : { kind: "embedded", pool: store.pool },
+        );
+        await broker.close();
+      }
+    } finally {
+      await store.close();
+    }
+    console.log("database is up to date");
+    return 0;
+  },
+};
+
+export const user: Command = {
+  name: "user",
+  summary: "Create a user or change its password",
+  help: `Usage: lovage user NAME --password PASSWORD
+
+Creates the user NAME for the API and dashboard, or sets its password if it exists.`,
+  async run(args, env) {
+    const { values, positionals } = parse(args, { password: { type: "string" } }, true);
+    if (values.help) {
+      console.log(this.help);
+      return 0;
+    }
+    const [name] = positionals;
+    if (!name) throw new UsageError("which user? lovage user NAME --password PASSWORD");
+    if (!values.password || values.password.length < 8)
+      throw new UsageError("--password of at least 8 characters is required");
+    const config = configFrom(env);
+    const store = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+    try {
+      await upsertUser(store.db, name, values.password);
+    } finally {
+      await store.close();
+    }
+    console.log(`user ${name} saved`);
+    return 0;
+  },
+};

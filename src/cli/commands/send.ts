@@ -1,0 +1,129 @@
+/** `lovage send --file list.csv --subject … --text …`: submit a campaign and follow it with a progress bar. */
+import { openAsBlob } from "node:fs";
+import { access, readFile } from "node:fs/promises";
+import { basename } from "node:path";
+import type { CampaignView } from "../../api/present.js";
+import { LovageHttpError } from "../../client.js";
+import {
+  CONNECTION_HELP,
+  CONNECTION_OPTIONS,
+  UsageError,
+  connectFrom,
+  parse,
+  type Command,
+} from "../shared.js";
+
+interface Created {
+  campaign: CampaignView;
+  accepted: number;
+  rejected: { line: number; value: string; reason: string }[];
+  rejectedCount: number;
+}
+
+const FINISHED = new Set(["completed", "cancelled", "paused"]);
+
+function bar(view: CampaignView, width = 30): string {
+  const c = view.counts;
+  const done = c.sent + c.failed + c.skipped + c.unknown;
+  const fraction = view.total > 0 ? done / view.total : 1;
+  const filled = Math.round(fraction * width);
+  const eta = view.etaSeconds ? ` eta ${view.etaSeconds}s` : "";
+  return `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${done}/${view.total} sent ${c.sent} failed ${c.failed} unknown ${c.unknown} · ${view.ratePerMinute}/min${eta}`;
+}
+
+export const send: Command = {
+  name: "send",
+  summary: "Send a campaign from a CSV or TXT file and follow its progress",
+  help: `Usage: lovage send --file LIST --subject SUBJECT (--text TEXT | --text-file F) [--html-file F]
+                   [--from ADDRESS] [--name NAME] [--priority N] [--no-follow]
+
+LIST is a CSV with a header row (an "email" column; every other column is a placeholder
+such as {{name}}) or a TXT file with one address per line. Rejected lines are listed with
+their line numbers. Then it follows the campaign until it completes (unless --no-follow).
+Exit code 0 when every recipient was sent, 1 otherwise.
+
+${CONNECTION_HELP}`,
+  async run(args, env) {
+    const { values } = parse(args, {
+      ...CONNECTION_OPTIONS,
+      file: { type: "string" },
+      subject: { type: "string" },
+      text: { type: "string" },
+      "text-file": { type: "string" },
+      "html-file": { type: "string" },
+      from: { type: "string" },
+      name: { type: "string" },
+      priority: { type: "string" },
+      "no-follow": { type: "boolean" },
+    });
+    if (values.help) {
+      console.log(this.help);
+      return 0;
+    }
+    if (!values.file) throw new UsageError("--file is required: a CSV or TXT list of recipients");
+    if (!values.subject) throw new UsageError("--subject is required");
+    const text =
+      values.text ?? (values["text-file"] ? await readFile(values["text-file"], "utf8") : undefined);
+    const html = values["html-file"] ? await readFile(values["html-file"], "utf8") : undefined;
+    if (text === undefined && html === undefined)
+      throw new UsageError("give --text, --text-file or --html-file");
+    try {
+      await access(values.file);
+    } catch {
+      throw new UsageError(`--file ${values.file}: no such file`);
+    }
+
+    const client = await connectFrom(values, env);
+    const form = new FormData();
+    form.set("subject", values.subject);
+    if (text !== undefined) form.set("text", text);
+    if (html !== undefined) form.set("html", html);
+    if (values.from) form.set("from", values.from);
+    if (values.name) form.set("name", values.name);
+    if (values.priority) form.set("priority", values.priority);
+    // openAsBlob streams the file from disk as the request is sent; it is never read whole.
+    form.set("file", await openAsBlob(values.file), basename(values.file));
+    const response = await fetch(`${client.url}/api/campaigns`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${client.token ?? ""}` },
+      body: form,
+    });
+    const body = (await response.json()) as Created & {
+      error?: { code: string; message: string; details: unknown };
+    };
+    if (!response.ok) {
+      const details = body.error?.details as { rejected?: Created["rejected"] } | undefined;
+      for (const r of details?.rejected?.slice(0, 20) ?? [])
+        console.error(`  line ${r.line}: ${r.reason} (${r.value})`);
+      throw new LovageHttpError(
+        response.status,
+        body.error?.code ?? "http_error",
+        body.error?.message ?? "failed",
+        body.error?.details,
+      );
+    }
+    console.log(
+      `Campaign ${body.campaign.id}: ${body.accepted} recipients accepted, ${body.rejectedCount} rejected.`,
+    );
+    for (const r of body.rejected.slice(0, 20)) console.log(`  line ${r.line}: ${r.reason} (${r.value})`);
+    if (body.rejectedCount > 20) console.log(`  … and ${body.rejectedCount - 20} more (see the dashboard)`);
+    if (values["no-follow"]) return 0;
+
+    let view = body.campaign;
+    const tty = process.stdout.isTTY;
+    let lastPrinted = 0;
+    while (!FINISHED.has(view.status)) {
+      if (tty) process.stdout.write(`\r${bar(view)}`);
+      else if (Date.now() - lastPrinted > 5_000) {
+        console.log(bar(view));
+        lastPrinted = Date.now();
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      view = await client.request<CampaignView>("GET", `/api/campaigns/${view.id}`);
+    }
+    if (tty) process.stdout.write(`\r${bar(view)}\n`);
+    else console.log(bar(view));
+    console.log(`Campaign ${view.id} ${view.status}${view.statusReason ? `: ${view.statusReason}` : ""}.`);
+    return view.counts.sent === view.total ? 0 : 1;
+  },
+};

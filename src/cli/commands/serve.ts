@@ -1,0 +1,89 @@
+/** `lovage start`, `lovage api`, `lovage worker`: three wirings of the same parts. */
+import { startLovage, type Roles } from "../../main.js";
+import { configFrom, parse, type Command } from "../shared.js";
+
+function serve(name: string, roles: Roles, summary: string, extra: string): Command {
+  return {
+    name,
+    summary,
+    help: `Usage: lovage ${name}${roles.worker ? " [--concurrency N] [--queues a,b]" : ""}
+
+${summary}.
+${extra}
+Settings come from the environment; see the README (LOVAGE_DATA_DIR, LOVAGE_DATABASE_URL,
+LOVAGE_BROKER_URL, LOVAGE_SMTP_URL, PORT, LOVAGE_ADMIN_PASSWORD, …).`,
+    async run(args, env) {
+      const { values } = parse(args, { concurrency: { type: "string" }, queues: { type: "string" } });
+      if (values.help) {
+        console.log(this.help);
+        return 0;
+      }
+      const config = configFrom({
+        ...env,
+        ...(values.concurrency ? { LOVAGE_CONCURRENCY: values.concurrency } : {}),
+        ...(values.queues ? { LOVAGE_QUEUES: values.queues } : {}),
+      });
+      const lovage = await startLovage(config, roles);
+      if (lovage.url) {
+        console.log(`\nLovage is running at ${lovage.url}`);
+        if (lovage.generatedAdminPassword) {
+          console.log(`  Log in as admin with password: ${lovage.generatedAdminPassword}`);
+          console.log(
+            "  (generated on this first start and shown once; set LOVAGE_ADMIN_PASSWORD to choose it)",
+          );
+        } else if (config.adminPassword) {
+          console.log("  Log in as admin with the password in LOVAGE_ADMIN_PASSWORD.");
+        } else {
+          console.log(
+            "  Log in as admin with the password shown on the first start (or set LOVAGE_ADMIN_PASSWORD).",
+          );
+        }
+        console.log(`  API documentation: ${lovage.url}/api/docs`);
+      }
+      if (lovage.catcherUrl)
+        console.log(`  Mail catcher: ${lovage.catcherUrl} (caught messages are shown in the dashboard)`);
+      console.log("");
+
+      return new Promise<number>((resolve) => {
+        let stopping = false;
+        const stop = (signal: string) => {
+          if (stopping) {
+            lovage.logger.warn({ signal }, "second signal: exiting now");
+            resolve(1);
+            return;
+          }
+          stopping = true;
+          lovage.logger.info({ signal }, "stopping: finishing jobs in flight");
+          lovage.close().then(
+            () => resolve(0),
+            (error: unknown) => {
+              lovage.logger.error({ err: error }, "error while stopping");
+              resolve(1);
+            },
+          );
+        };
+        process.on("SIGTERM", () => stop("SIGTERM"));
+        process.on("SIGINT", () => stop("SIGINT"));
+      });
+    },
+  };
+}
+
+export const start = serve(
+  "start",
+  { api: true, worker: true },
+  "Run everything in one process: HTTP API, dashboard, dispatcher and workers",
+  "With no LOVAGE_DATABASE_URL it keeps its data in an embedded PostgreSQL (PGlite) in\nLOVAGE_DATA_DIR, and with no LOVAGE_SMTP_URL it delivers to its built-in mail catcher.",
+);
+export const api = serve(
+  "api",
+  { api: true, worker: false },
+  "Run the HTTP API, dashboard and dispatcher, without sending",
+  "Run any number of them; they share LOVAGE_DATABASE_URL and LOVAGE_BROKER_URL.",
+);
+export const worker = serve(
+  "worker",
+  { api: false, worker: true },
+  "Run a worker: sends mail and runs tasks, without HTTP",
+  "Run any number of them, on any host that reaches the database and the broker.",
+);

@@ -1,0 +1,174 @@
+/**
+ * Every setting Lovage reads, validated once. `loadConfig(env)` is pure: it is the only code
+ * that looks at environment variables (main and the CLI pass `process.env`), it reports every
+ * problem at once with the setting's name, and it returns a frozen object.
+ */
+import { resolve } from "node:path";
+
+export type Topology = "embedded" | "distributed";
+
+export interface Config {
+  /** `LOVAGE_DATA_DIR`, default `./data`: the embedded database and generated secrets. */
+  readonly dataDir: string;
+  /** `LOVAGE_DATABASE_URL`: `postgres://…`; unset means the embedded PGlite in `dataDir`. */
+  readonly databaseUrl: string | undefined;
+  /** `LOVAGE_BROKER_URL`: `redis://…`; unset means BullMQ on the database. */
+  readonly brokerUrl: string | undefined;
+  /** `LOVAGE_SMTP_URL`: comma-separated `smtp://`/`smtps://` URLs; empty means the mail catcher. */
+  readonly smtpUrls: readonly string[];
+  /** `LOVAGE_HOST`, default `127.0.0.1`. */
+  readonly host: string;
+  /** `PORT`, default 5000; 0 picks a free port. */
+  readonly port: number;
+  /** `LOVAGE_CATCHER_PORT`, default 2525; 0 picks a free port. */
+  readonly catcherPort: number;
+  /** `LOVAGE_JWT_SECRET`: unset means one generated once and kept in the database. */
+  readonly jwtSecret: string | undefined;
+  /** `LOVAGE_ADMIN_PASSWORD`: unset means generated and printed once on first start. */
+  readonly adminPassword: string | undefined;
+  /** `LOVAGE_TASKS`: comma-separated module paths whose exported tasks are registered; default: the bundled `add` example. */
+  readonly taskModules: readonly string[];
+  /** `LOVAGE_CONCURRENCY`, default 10: jobs one worker process runs at once. */
+  readonly concurrency: number;
+  /** `LOVAGE_QUEUES`: queues a worker listens on; default all of them. */
+  readonly queues: readonly string[] | undefined;
+  /** `LOVAGE_BATCH_SIZE`, default 50: recipients per send-batch job. */
+  readonly batchSize: number;
+  /** `LOVAGE_MAX_ATTEMPTS`, default 5: SMTP attempts per recipient before it is failed. */
+  readonly maxAttempts: number;
+  /** `LOVAGE_RETRY_BASE_MS`, default 10000: first retry delay; doubles each attempt, with jitter. */
+  readonly retryBaseMs: number;
+  /** `LOVAGE_LEASE_MS`, default 120000: how long a recipient may stay `sending` before it is `unknown`. */
+  readonly leaseMs: number;
+  /** `LOVAGE_SMTP_POOL_SIZE`, default 5: connections per SMTP server per worker process. */
+  readonly smtpPoolSize: number;
+  /** `LOVAGE_SMTP_TIMEOUT_MS`, default 30000: socket and greeting timeout per SMTP transaction. */
+  readonly smtpTimeoutMs: number;
+  /** `LOVAGE_MAX_UPLOAD_BYTES`, default 104857600 (100 MiB): largest uploaded recipients file. */
+  readonly maxUploadBytes: number;
+  /** `LOVAGE_MAX_BODY_BYTES`, default 10485760 (10 MiB): largest JSON request body. */
+  readonly maxBodyBytes: number;
+  /** `LOVAGE_SHUTDOWN_TIMEOUT_MS`, default 30000: how long SIGTERM waits for jobs in flight. */
+  readonly shutdownTimeoutMs: number;
+  /** `LOVAGE_LOG_LEVEL`, default `info`. */
+  readonly logLevel: string;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(problems.join("\n"));
+    this.name = "ConfigError";
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+export const DEFAULT_TASK_MODULES = ["lovage:examples/add/tasks.js"];
+
+/** Reads and validates every setting; throws a ConfigError listing every problem at once. */
+export function loadConfig(env: Env): Config {
+  const problems: string[] = [];
+  const text = (name: string): string | undefined => {
+    const value = env[name]?.trim();
+    return value === "" ? undefined : value;
+  };
+  const integer = (name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number => {
+    const raw = text(name);
+    if (raw === undefined) return fallback;
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < min || value > max) {
+      problems.push(`${name}: expected a whole number from ${min} to ${max}, got "${raw}"`);
+      return fallback;
+    }
+    return value;
+  };
+  const url = (name: string, schemes: string[], example: string): string | undefined => {
+    const raw = text(name);
+    if (raw === undefined) return undefined;
+    try {
+      const parsed = new URL(raw);
+      if (schemes.includes(parsed.protocol.replace(/:$/, ""))) return raw;
+    } catch {
+      // Reported below with the expected shape.
+    }
+    problems.push(
+      `${name}: expected ${schemes.map((s) => `${s}://`).join(" or ")} (like ${example}), got "${redactUrl(raw)}"`,
+    );
+    return undefined;
+  };
+  const list = (name: string): string[] | undefined => {
+    const raw = text(name);
+    if (raw === undefined) return undefined;
+    return raw
+      .split(",")
+      .map((item) => item.trim())
+      .filter((item) => item !== "");
+  };
+
+  const smtpUrls = (list("LOVAGE_SMTP_URL") ?? []).filter((raw) => {
+    try {
+      if (["smtp:", "smtps:"].includes(new URL(raw).protocol)) return true;
+    } catch {
+      // Reported below.
+    }
+    problems.push(`LOVAGE_SMTP_URL: expected smtp:// or smtps:// URLs, got "${redactUrl(raw)}"`);
+    return false;
+  });
+
+  const logLevel = text("LOVAGE_LOG_LEVEL") ?? "info";
+  if (!LOG_LEVELS.includes(logLevel)) {
+    problems.push(`LOVAGE_LOG_LEVEL: expected one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`);
+  }
+  const jwtSecret = text("LOVAGE_JWT_SECRET");
+  if (jwtSecret !== undefined && jwtSecret.length < 32) {
+    problems.push(`LOVAGE_JWT_SECRET: expected at least 32 characters, got ${jwtSecret.length}`);
+  }
+  const adminPassword = text("LOVAGE_ADMIN_PASSWORD");
+  if (adminPassword !== undefined && adminPassword.length < 8) {
+    problems.push(`LOVAGE_ADMIN_PASSWORD: expected at least 8 characters, got ${adminPassword.length}`);
+  }
+
+  const config: Config = {
+    dataDir: resolve(text("LOVAGE_DATA_DIR") ?? "./data"),
+    databaseUrl: url("LOVAGE_DATABASE_URL", ["postgres", "postgresql"], "postgres://user@host:5432/lovage"),
+    brokerUrl: url("LOVAGE_BROKER_URL", ["redis", "rediss"], "redis://127.0.0.1:6379"),
+    smtpUrls,
+    host: text("LOVAGE_HOST") ?? "127.0.0.1",
+    port: integer("PORT", 5000, 0, 65535),
+    catcherPort: integer("LOVAGE_CATCHER_PORT", 2525, 0, 65535),
+    jwtSecret,
+    adminPassword,
+    taskModules: list("LOVAGE_TASKS") ?? DEFAULT_TASK_MODULES,
+    concurrency: integer("LOVAGE_CONCURRENCY", 10, 1, 1000),
+    queues: list("LOVAGE_QUEUES"),
+    batchSize: integer("LOVAGE_BATCH_SIZE", 50, 1, 10_000),
+    maxAttempts: integer("LOVAGE_MAX_ATTEMPTS", 5, 1, 100),
+    retryBaseMs: integer("LOVAGE_RETRY_BASE_MS", 10_000, 0),
+    leaseMs: integer("LOVAGE_LEASE_MS", 120_000, 1_000),
+    smtpPoolSize: integer("LOVAGE_SMTP_POOL_SIZE", 5, 1, 100),
+    smtpTimeoutMs: integer("LOVAGE_SMTP_TIMEOUT_MS", 30_000, 100),
+    maxUploadBytes: integer("LOVAGE_MAX_UPLOAD_BYTES", 100 * 1024 * 1024, 1024),
+    maxBodyBytes: integer("LOVAGE_MAX_BODY_BYTES", 10 * 1024 * 1024, 1024),
+    shutdownTimeoutMs: integer("LOVAGE_SHUTDOWN_TIMEOUT_MS", 30_000, 0),
+    logLevel,
+  };
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze(config);
+}
+
+export function topologyOf(config: Pick<Config, "databaseUrl" | "brokerUrl">): Topology {
+  return config.databaseUrl === undefined ? "embedded" : "distributed";
+}
+
+/** Hides the password in a URL, for logs and error messages. */
+export function redactUrl(raw: string): string {
+  try {
+    const parsed = new URL(raw);
+    if (parsed.password) parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return raw.replace(/\/\/([^:/@]+):[^@]*@/, "//$1:***@");
+  }
+}

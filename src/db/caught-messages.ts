@@ -1,0 +1,59 @@
+/** The mail catcher's messages, newest first. */
+import type { CaughtMessage } from "../mail/catcher.js";
+import type { Db } from "./recipients.js";
+
+export async function saveCaughtMessage(db: Db, message: CaughtMessage): Promise<void> {
+  await db
+    .insertInto("lovage.caught_messages")
+    .values({
+      received_at: message.receivedAt,
+      envelope_from: message.envelopeFrom,
+      envelope_to: JSON.stringify(message.envelopeTo),
+      message_id: message.messageId,
+      subject: message.subject,
+      from_header: message.from,
+      to_header: JSON.stringify(message.to),
+      text_body: message.text,
+      html_body: message.html,
+      headers: JSON.stringify(message.headers),
+      size_bytes: message.sizeBytes,
+    })
+    .execute();
+}
+
+export async function listCaughtMessages(db: Db, limit: number) {
+  const rows = await db
+    .selectFrom("lovage.caught_messages")
+    .select(["id", "received_at", "from_header", "to_header", "subject", "message_id"])
+    .orderBy("id", "desc")
+    .limit(limit)
+    .execute();
+  return rows.map((row) => ({
+    id: row.id,
+    receivedAt: row.received_at.toISOString(),
+    from: row.from_header,
+    to: row.to_header,
+    subject: row.subject,
+    messageId: row.message_id,
+  }));
+}
+
+export async function getCaughtMessage(db: Db, id: number) {
+  const row = await db
+    .selectFrom("lovage.caught_messages")
+    .selectAll()
+    .where("id", "=", id)
+    .executeTakeFirst();
+  if (!row) return undefined;
+  return {
+    id: row.id,
+    receivedAt: row.received_at.toISOString(),
+    from: row.from_header,
+    to: row.to_header,
+    subject: row.subject,
+    messageId: row.message_id,
+    text: row.text_body,
+    html: row.html_body,
+    headers: row.headers,
+  };
+}

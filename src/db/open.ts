@@ -1,0 +1,131 @@
+/**
+ * Opens the store: PostgreSQL from a URL, or PGlite (PostgreSQL in WebAssembly) in the data
+ * directory, with Kysely on top, migrated to the latest schema. It owns what it opens and
+ * closes it; it never creates tables outside schema `lovage`.
+ */
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { PGlite } from "@electric-sql/pglite";
+import { Kysely, Migrator, PostgresDialect, type Migration } from "kysely";
+import pg from "pg";
+import { PGlitePool, pgCompatibleParsers } from "../queue/pglite-pool.js";
+import * as m0001 from "./migrations/0001-init.js";
+import type { Database } from "./schema.js";
+
+const MIGRATIONS: Record<string, Migration> = { "0001-init": m0001 };
+
+export type Store =
+  | {
+      kind: "embedded";
+      db: Kysely<Database>;
+      pool: PGlitePool;
+      ping: () => Promise<void>;
+      close(): Promise<void>;
+    }
+  | {
+      kind: "postgres";
+      db: Kysely<Database>;
+      pool: pg.Pool;
+      ping: () => Promise<void>;
+      close(): Promise<void>;
+    };
+
+export async function openDatabase(options: { databaseUrl?: string; dataDir: string }): Promise<Store> {
+  return options.databaseUrl ? openPostgres(options.databaseUrl) : openEmbedded(options.dataDir);
+}
+
+async function openPostgres(connectionString: string): Promise<Store> {
+  const pool = new pg.Pool({ connectionString, max: 10, connectionTimeoutMillis: 5_000 });
+  // An idle client's error (the server restarted) must not crash the process; the next query reconnects.
+  pool.on("error", () => undefined);
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  try {
+    await migrateToLatest(db);
+  } catch (error) {
+    await db.destroy();
+    throw error;
+  }
+  return {
+    kind: "postgres",
+    db,
+    pool,
+    ping: async () => {
+      await pool.query("SELECT 1");
+    },
+    close: () => db.destroy(),
+  };
+}
+
+/**
+ * PGlite keeps its files in `<dataDir>/pgdata`. Two processes on one directory would corrupt
+ * it, so a pid file refuses a second one while the first is alive.
+ */
+async function openEmbedded(dataDir: string): Promise<Store> {
+  mkdirSync(dataDir, { recursive: true });
+  const releaseLock = lockDataDir(dataDir);
+  let pglite: PGlite | undefined;
+  try {
+    pglite = await PGlite.create(join(dataDir, "pgdata"), { parsers: pgCompatibleParsers });
+    const pool = new PGlitePool(pglite);
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: pool as unknown as pg.Pool }) });
+    await migrateToLatest(db);
+    const opened = pglite;
+    return {
+      kind: "embedded",
+      db,
+      pool,
+      ping: async () => {
+        await pool.query("SELECT 1");
+      },
+      close: async () => {
+        await db.destroy();
+        await opened.close();
+        releaseLock();
+      },
+    };
+  } catch (error) {
+    await pglite?.close().catch(() => undefined);
+    releaseLock();
+    throw error;
+  }
+}
+
+function lockDataDir(dataDir: string): () => void {
+  const lockFile = join(dataDir, "lovage.pid");
+  let holder: number | undefined;
+  try {
+    holder = Number(readFileSync(lockFile, "utf8").trim());
+  } catch {
+    holder = undefined;
+  }
+  if (holder && holder !== process.pid && isAlive(holder)) {
+    throw new Error(
+      `LOVAGE_DATA_DIR: ${dataDir} is in use by another Lovage process (pid ${holder}); stop it or choose another directory`,
+    );
+  }
+  writeFileSync(lockFile, String(process.pid));
+  return () => rmSync(lockFile, { force: true });
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Applies pending migrations; Kysely holds an advisory lock, so concurrent starters run them once. */
+export async function migrateToLatest(db: Kysely<Database>): Promise<void> {
+  const migrator = new Migrator({
+    db,
+    provider: { getMigrations: async () => MIGRATIONS },
+    migrationTableSchema: "lovage",
+  });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) {
+    const failed = results?.find((result) => result.status === "Error");
+    throw new Error(`database migration ${failed?.migrationName ?? ""} failed`, { cause: error });
+  }
+}

@@ -1,0 +1,403 @@
+/**
+ * The email log: one row per recipient of a campaign, and its attempts. Every status change of
+ * a recipient happens here, in one guarded UPDATE, so that two processes can never move the
+ * same row the same way twice. The state machine is drawn in docs/architecture.md.
+ */
+import { sql, type Kysely, type Transaction } from "kysely";
+import type { Database } from "./schema.js";
+
+export const RECIPIENT_STATUSES = Object.freeze({
+  pending: "pending",
+  queued: "queued",
+  sending: "sending",
+  sent: "sent",
+  failed: "failed",
+  skipped: "skipped",
+  unknown: "unknown",
+} as const);
+export type RecipientStatus = (typeof RECIPIENT_STATUSES)[keyof typeof RECIPIENT_STATUSES];
+export const ALL_RECIPIENT_STATUSES = Object.values(RECIPIENT_STATUSES);
+/** Statuses that still have work ahead; a campaign with none of them is complete. */
+export const OPEN_RECIPIENT_STATUSES: readonly RecipientStatus[] = ["pending", "queued", "sending"];
+
+export type Db = Kysely<Database> | Transaction<Database>;
+
+export interface NewRecipient {
+  line: number;
+  email: string;
+  fields: Record<string, string>;
+}
+
+export interface RecipientRow {
+  id: number;
+  campaignId: number;
+  line: number;
+  email: string;
+  fields: Record<string, string>;
+  status: RecipientStatus;
+  attempts: number;
+  lastResponse: string | null;
+  lastError: string | null;
+  messageId: string | null;
+  queuedAt: Date | null;
+  lastAttemptAt: Date | null;
+  sentAt: Date | null;
+}
+
+const ROW_COLUMNS = [
+  "id",
+  "campaign_id",
+  "line",
+  "email",
+  "fields",
+  "status",
+  "attempts",
+  "last_response",
+  "last_error",
+  "message_id",
+  "queued_at",
+  "last_attempt_at",
+  "sent_at",
+] as const;
+
+type RawRow = {
+  id: number;
+  campaign_id: number;
+  line: number;
+  email: string;
+  fields: Record<string, string>;
+  status: string;
+  attempts: number;
+  last_response: string | null;
+  last_error: string | null;
+  message_id: string | null;
+  queued_at: Date | null;
+  last_attempt_at: Date | null;
+  sent_at: Date | null;
+};
+
+function toRow(raw: RawRow): RecipientRow {
+  return {
+    id: raw.id,
+    campaignId: raw.campaign_id,
+    line: raw.line,
+    email: raw.email,
+    fields: raw.fields,
+    status: raw.status as RecipientStatus,
+    attempts: raw.attempts,
+    lastResponse: raw.last_response,
+    lastError: raw.last_error,
+    messageId: raw.message_id,
+    queuedAt: raw.queued_at,
+    lastAttemptAt: raw.last_attempt_at,
+    sentAt: raw.sent_at,
+  };
+}
+
+/**
+ * Inserts recipients, dropping addresses the campaign already has. Returns how many were
+ * inserted and, for each dropped one, its line and the line of the address kept.
+ */
+export async function insertRecipients(
+  db: Db,
+  campaignId: number,
+  recipients: readonly NewRecipient[],
+): Promise<{ inserted: number; duplicates: { line: number; email: string; firstLine: number }[] }> {
+  if (recipients.length === 0) return { inserted: 0, duplicates: [] };
+  const inserted = await db
+    .insertInto("lovage.recipients")
+    .values(
+      recipients.map((r) => ({
+        campaign_id: campaignId,
+        line: r.line,
+        email: r.email,
+        fields: JSON.stringify(r.fields),
+      })),
+    )
+    .onConflict((oc) => oc.columns(["campaign_id", "email"]).doNothing())
+    .returning("line")
+    .execute();
+  if (inserted.length === recipients.length) return { inserted: inserted.length, duplicates: [] };
+  const insertedLines = new Set(inserted.map((row) => row.line));
+  const dropped = recipients.filter((r) => !insertedLines.has(r.line));
+  const kept = await db
+    .selectFrom("lovage.recipients")
+    .select(["email", "line"])
+    .where("campaign_id", "=", campaignId)
+    .where(
+      "email",
+      "in",
+      dropped.map((r) => r.email),
+    )
+    .execute();
+  const firstLineOf = new Map(kept.map((row) => [row.email, row.line]));
+  return {
+    inserted: inserted.length,
+    duplicates: dropped.map((r) => ({
+      line: r.line,
+      email: r.email,
+      firstLine: firstLineOf.get(r.email) ?? 0,
+    })),
+  };
+}
+
+/**
+ * Takes up to `limit` due pending recipients of one campaign and marks them queued under
+ * `batchJobId`; returns their ids. SKIP LOCKED lets several dispatchers run at once without
+ * claiming the same row.
+ */
+export async function claimPendingForBatch(
+  db: Db,
+  campaignId: number,
+  batchJobId: string,
+  limit: number,
+): Promise<number[]> {
+  const result = await sql<{ id: number }>`
+    WITH picked AS (
+      SELECT id FROM lovage.recipients
+      WHERE campaign_id = ${campaignId} AND status = 'pending'
+        AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+      ORDER BY id
+      LIMIT ${limit}
+      FOR UPDATE SKIP LOCKED
+    )
+    UPDATE lovage.recipients r
+    SET status = 'queued', queued_at = now(), batch_job_id = ${batchJobId}
+    FROM picked WHERE r.id = picked.id
+    RETURNING r.id`.execute(db);
+  return result.rows.map((row) => row.id).sort((a, b) => a - b);
+}
+
+/** Puts the rows of a batch the broker does not have back to pending; returns how many. */
+export async function releaseBatch(db: Db, batchJobId: string): Promise<number> {
+  const result = await db
+    .updateTable("lovage.recipients")
+    .set({ status: "pending", batch_job_id: null, queued_at: null })
+    .where("batch_job_id", "=", batchJobId)
+    .where("status", "=", "queued")
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows);
+}
+
+/** Batches whose rows have been queued for longer than `olderThanMs`, for the lost-batch check. */
+export async function staleQueuedBatches(db: Db, olderThanMs: number, limit = 500): Promise<string[]> {
+  const result = await sql<{ batch_job_id: string }>`
+    SELECT batch_job_id FROM lovage.recipients
+    WHERE status = 'queued' AND batch_job_id IS NOT NULL
+      AND queued_at < now() - make_interval(secs => ${olderThanMs / 1000})
+    GROUP BY batch_job_id
+    LIMIT ${limit}`.execute(db);
+  return result.rows.map((row) => row.batch_job_id);
+}
+
+export async function countQueued(db: Db): Promise<number> {
+  const row = await db
+    .selectFrom("lovage.recipients")
+    .select(sql<number>`count(*)::int`.as("n"))
+    .where("status", "=", "queued")
+    .executeTakeFirstOrThrow();
+  return row.n;
+}
+
+/**
+ * Moves one queued recipient of a sending campaign to `sending` with a lease, just before its
+ * SMTP transaction, and counts the attempt. Returns the row, or undefined when it is not
+ * queued any more (sent by another batch, paused, cancelled): then nothing must be sent.
+ */
+export async function claimForSending(
+  db: Db,
+  recipientId: number,
+  leaseMs: number,
+): Promise<RecipientRow | undefined> {
+  const result = await sql<RawRow>`
+    UPDATE lovage.recipients r
+    SET status = 'sending', attempts = r.attempts + 1, last_attempt_at = now(),
+        lease_expires_at = now() + make_interval(secs => ${leaseMs / 1000})
+    FROM lovage.campaigns c
+    WHERE r.id = ${recipientId} AND r.status = 'queued' AND c.id = r.campaign_id AND c.status = 'sending'
+    RETURNING ${sql.join(ROW_COLUMNS.map((column) => sql.ref(`r.${column}`)))}`.execute(db);
+  const raw = result.rows[0];
+  return raw ? toRow(raw) : undefined;
+}
+
+export type Outcome =
+  | { kind: "sent"; messageId: string; response: string }
+  | { kind: "retry"; code: number | null; error: string; retryAt: Date }
+  | { kind: "failed"; code: number | null; error: string }
+  | { kind: "unknown"; code: number | null; error: string };
+
+/**
+ * Records the outcome of one SMTP attempt and its attempt row, together. Only a row this
+ * attempt holds (`sending`, or `unknown` if its lease ran out meanwhile) is changed.
+ */
+export async function recordOutcome(
+  db: Kysely<Database>,
+  recipient: { id: number; campaignId: number; attempt: number; startedAt: Date },
+  outcome: Outcome,
+  worker: string,
+): Promise<void> {
+  await db.transaction().execute(async (trx) => {
+    const base = trx
+      .updateTable("lovage.recipients")
+      .where("id", "=", recipient.id)
+      .where("status", "in", ["sending", "unknown"]);
+    switch (outcome.kind) {
+      case "sent":
+        await base
+          .set({
+            status: "sent",
+            sent_at: new Date(),
+            message_id: outcome.messageId,
+            last_response: outcome.response,
+            last_error: null,
+            lease_expires_at: null,
+          })
+          .execute();
+        break;
+      case "retry":
+        await base
+          .set({
+            status: "pending",
+            batch_job_id: null,
+            next_attempt_at: outcome.retryAt,
+            last_error: outcome.error,
+            last_response: null,
+            lease_expires_at: null,
+          })
+          .execute();
+        break;
+      case "failed":
+      case "unknown":
+        await base
+          .set({
+            status: outcome.kind,
+            last_error: outcome.error,
+            last_response: null,
+            lease_expires_at: null,
+          })
+          .execute();
+        break;
+    }
+    await trx
+      .insertInto("lovage.attempts")
+      .values({
+        recipient_id: recipient.id,
+        campaign_id: recipient.campaignId,
+        attempt: recipient.attempt,
+        outcome: outcome.kind,
+        smtp_code: outcome.kind === "sent" ? 250 : outcome.code,
+        response: outcome.kind === "sent" ? outcome.response : null,
+        error: outcome.kind === "sent" ? null : outcome.error,
+        worker,
+        started_at: recipient.startedAt,
+      })
+      .execute();
+  });
+}
+
+/**
+ * Rows left `sending` past their lease belong to a worker that died mid-transaction: the
+ * message may or may not have been delivered, so they become `unknown`, never re-sent by
+ * themselves. `all` expires every `sending` row (embedded start-up: no other process exists).
+ */
+export async function expireLeases(db: Db, options: { all?: boolean } = {}): Promise<number> {
+  let query = db
+    .updateTable("lovage.recipients")
+    .set({
+      status: "unknown",
+      last_error:
+        "the worker stopped during the SMTP transaction; not re-sent automatically (retry unknown to resend)",
+      lease_expires_at: null,
+    })
+    .where("status", "=", "sending");
+  if (!options.all) query = query.where("lease_expires_at", "<", new Date());
+  const result = await query.executeTakeFirst();
+  return Number(result.numUpdatedRows);
+}
+
+export async function countsByCampaign(
+  db: Db,
+  campaignIds: readonly number[],
+): Promise<Map<number, Record<RecipientStatus, number>>> {
+  const counts = new Map<number, Record<RecipientStatus, number>>();
+  for (const id of campaignIds) counts.set(id, emptyCounts());
+  if (campaignIds.length === 0) return counts;
+  const rows = await db
+    .selectFrom("lovage.recipients")
+    .select(["campaign_id", "status", sql<number>`count(*)::int`.as("n")])
+    .where("campaign_id", "in", campaignIds)
+    .groupBy(["campaign_id", "status"])
+    .execute();
+  for (const row of rows) {
+    const forCampaign = counts.get(row.campaign_id);
+    if (forCampaign && row.status in forCampaign) forCampaign[row.status as RecipientStatus] = row.n;
+  }
+  return counts;
+}
+
+export function emptyCounts(): Record<RecipientStatus, number> {
+  return { pending: 0, queued: 0, sending: 0, sent: 0, failed: 0, skipped: 0, unknown: 0 };
+}
+
+/** Messages sent in the last minute, per campaign. */
+export async function sentLastMinute(db: Db, campaignIds: readonly number[]): Promise<Map<number, number>> {
+  if (campaignIds.length === 0) return new Map();
+  const rows = await db
+    .selectFrom("lovage.recipients")
+    .select(["campaign_id", sql<number>`count(*)::int`.as("n")])
+    .where("campaign_id", "in", campaignIds)
+    .where("sent_at", ">", new Date(Date.now() - 60_000))
+    .groupBy("campaign_id")
+    .execute();
+  return new Map(rows.map((row) => [row.campaign_id, row.n]));
+}
+
+export interface RecipientQuery {
+  campaignId?: number;
+  status?: RecipientStatus;
+  /** Matches part of the address. */
+  q?: string;
+  /** The last id of the previous page. */
+  afterId?: number;
+  limit: number;
+}
+
+/** A page of the log in id order, filtered; ids make the cursor stable while rows change. */
+export async function listRecipients(db: Db, query: RecipientQuery): Promise<RecipientRow[]> {
+  let select = db.selectFrom("lovage.recipients").select(ROW_COLUMNS).orderBy("id").limit(query.limit);
+  if (query.campaignId !== undefined) select = select.where("campaign_id", "=", query.campaignId);
+  if (query.status) select = select.where("status", "=", query.status);
+  if (query.q)
+    select = select.where("email", "like", `%${query.q.toLowerCase().replace(/[\\%_]/g, "\\$&")}%`);
+  if (query.afterId !== undefined) select = select.where("id", ">", query.afterId);
+  return (await select.execute()).map(toRow);
+}
+
+export async function listAttempts(db: Db, recipientId: number) {
+  return db
+    .selectFrom("lovage.attempts")
+    .selectAll()
+    .where("recipient_id", "=", recipientId)
+    .orderBy("attempt")
+    .execute();
+}
+
+/** Campaign-wide moves a user asks for (pause, cancel, retry); returns how many rows moved. */
+export async function moveRecipients(
+  db: Db,
+  campaignId: number,
+  from: readonly RecipientStatus[],
+  to: RecipientStatus,
+): Promise<number> {
+  const result = await db
+    .updateTable("lovage.recipients")
+    .set(
+      to === "pending"
+        ? { status: to, batch_job_id: null, queued_at: null, next_attempt_at: null }
+        : { status: to, batch_job_id: null },
+    )
+    .where("campaign_id", "=", campaignId)
+    .where("status", "in", [...from])
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows);
+}

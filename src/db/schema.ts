@@ -1,0 +1,90 @@
+/** Kysely's view of the tables in schema `lovage` (see migrations/). */
+import type { ColumnType, Generated } from "kysely";
+
+type CreatedAt = ColumnType<Date, Date | undefined, Date>;
+
+export interface SettingsTable {
+  key: string;
+  value: string;
+}
+
+export interface UsersTable {
+  id: Generated<number>;
+  username: string;
+  password_hash: string;
+  created_at: CreatedAt;
+}
+
+export interface CampaignsTable {
+  id: Generated<number>;
+  name: string;
+  from_address: string;
+  subject: string;
+  text_body: string | null;
+  html_body: string | null;
+  priority: Generated<number>;
+  status: string;
+  status_reason: string | null;
+  send_at: Date | null;
+  total: Generated<number>;
+  created_at: CreatedAt;
+  started_at: Date | null;
+  completed_at: Date | null;
+}
+
+export interface RecipientsTable {
+  id: Generated<number>;
+  campaign_id: number;
+  line: number;
+  email: string;
+  fields: ColumnType<Record<string, string>, string, string>;
+  status: Generated<string>;
+  attempts: Generated<number>;
+  batch_job_id: string | null;
+  last_response: string | null;
+  last_error: string | null;
+  message_id: string | null;
+  next_attempt_at: Date | null;
+  lease_expires_at: Date | null;
+  queued_at: Date | null;
+  last_attempt_at: Date | null;
+  sent_at: Date | null;
+}
+
+export interface AttemptsTable {
+  id: Generated<number>;
+  recipient_id: number;
+  campaign_id: number;
+  attempt: number;
+  outcome: string;
+  smtp_code: number | null;
+  response: string | null;
+  error: string | null;
+  worker: string | null;
+  started_at: Date;
+  finished_at: CreatedAt;
+}
+
+export interface CaughtMessagesTable {
+  id: Generated<number>;
+  received_at: Date;
+  envelope_from: string;
+  envelope_to: ColumnType<string[], string, string>;
+  message_id: string | null;
+  subject: string;
+  from_header: string;
+  to_header: ColumnType<string[], string, string>;
+  text_body: string;
+  html_body: string | null;
+  headers: ColumnType<Record<string, string>, string, string>;
+  size_bytes: number;
+}
+
+export interface Database {
+  "lovage.settings": SettingsTable;
+  "lovage.users": UsersTable;
+  "lovage.campaigns": CampaignsTable;
+  "lovage.recipients": RecipientsTable;
+  "lovage.attempts": AttemptsTable;
+  "lovage.caught_messages": CaughtMessagesTable;
+}

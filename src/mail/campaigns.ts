@@ -1,0 +1,151 @@
+/**
+ * Creating a campaign: validate the message, stream its recipients into the store in one
+ * transaction, report every rejected line (malformed or duplicate) with its place, and refuse
+ * placeholders no recipient can fill. Nothing is kept if the campaign is refused.
+ */
+import type { Kysely } from "kysely";
+import { insertCampaign, setCampaignTotal, type NewCampaign } from "../db/campaigns.js";
+import { insertRecipients, type NewRecipient } from "../db/recipients.js";
+import type { Database } from "../db/schema.js";
+import type { ParseItem, Rejected } from "./recipients/parse.js";
+import { validateEmail } from "./recipients/parse.js";
+import { compileTemplate, unknownPlaceholders } from "./render.js";
+
+/** Bad input the user can fix; `details` says where. */
+export class InvalidCampaignError extends Error {
+  constructor(
+    message: string,
+    readonly details: unknown,
+  ) {
+    super(message);
+    this.name = "InvalidCampaignError";
+  }
+}
+
+export interface CampaignInput {
+  name?: unknown;
+  from?: unknown;
+  subject?: unknown;
+  text?: unknown;
+  html?: unknown;
+  priority?: unknown;
+  sendAt?: unknown;
+}
+
+/** Most rejected lines reported back; the count beyond is still given. */
+const MAX_REPORTED_REJECTIONS = 10_000;
+const INSERT_CHUNK = 1_000;
+
+export function validateCampaignInput(input: CampaignInput, defaultFrom: string): NewCampaign {
+  const problems: { field: string; reason: string }[] = [];
+  const optionalText = (field: keyof CampaignInput): string | null => {
+    const value = input[field];
+    if (value === undefined || value === null || value === "") return null;
+    if (typeof value !== "string") {
+      problems.push({ field, reason: "must be a string" });
+      return null;
+    }
+    return value;
+  };
+  const subject = optionalText("subject");
+  if (subject === null) problems.push({ field: "subject", reason: "is required" });
+  const text = optionalText("text");
+  const html = optionalText("html");
+  if (text === null && html === null) problems.push({ field: "text", reason: "text or html is required" });
+  const from = optionalText("from") ?? defaultFrom;
+  const fromAddress = /<([^>]+)>\s*$/.exec(from)?.[1] ?? from;
+  const checked = validateEmail(fromAddress);
+  if (!checked.ok)
+    problems.push({ field: "from", reason: `"${from}" is not a valid address: ${checked.reason}` });
+  let priority = 0;
+  if (input.priority !== undefined && input.priority !== null && input.priority !== "") {
+    priority = Number(input.priority);
+    if (!Number.isInteger(priority) || priority < -100 || priority > 100) {
+      problems.push({ field: "priority", reason: "must be a whole number from -100 to 100" });
+    }
+  }
+  let sendAt: Date | null = null;
+  if (input.sendAt !== undefined && input.sendAt !== null && input.sendAt !== "") {
+    sendAt = typeof input.sendAt === "string" ? new Date(input.sendAt) : null;
+    if (!sendAt || Number.isNaN(sendAt.getTime())) {
+      problems.push({ field: "sendAt", reason: "must be an ISO 8601 date such as 2026-12-01T09:00:00Z" });
+    }
+  }
+  if (problems.length > 0) {
+    throw new InvalidCampaignError(problems.map((p) => `${p.field} ${p.reason}`).join("; "), problems);
+  }
+  const name = optionalText("name") ?? subject!;
+  return { name: name.slice(0, 200), from, subject: subject!, text, html, priority, sendAt };
+}
+
+export interface CreatedCampaign {
+  campaignId: number;
+  accepted: number;
+  rejected: Rejected[];
+  rejectedCount: number;
+}
+
+/**
+ * Writes the campaign and its recipients in one transaction. `items` may be a stream: it is
+ * read in chunks and never held whole.
+ */
+export async function createCampaign(
+  db: Kysely<Database>,
+  campaign: NewCampaign,
+  items: Iterable<ParseItem> | AsyncIterable<ParseItem>,
+): Promise<CreatedCampaign> {
+  const templates = [campaign.subject, campaign.text, campaign.html]
+    .filter((source): source is string => source !== null)
+    .map(compileTemplate);
+  return db.transaction().execute(async (trx) => {
+    const campaignId = await insertCampaign(trx, campaign);
+    const rejected: Rejected[] = [];
+    let rejectedCount = 0;
+    let accepted = 0;
+    const fieldNames = new Set<string>();
+    let chunk: NewRecipient[] = [];
+    const reject = (item: Rejected) => {
+      rejectedCount++;
+      if (rejected.length < MAX_REPORTED_REJECTIONS) rejected.push(item);
+    };
+    const flush = async () => {
+      const result = await insertRecipients(trx, campaignId, chunk);
+      accepted += result.inserted;
+      for (const duplicate of result.duplicates) {
+        reject({
+          line: duplicate.line,
+          value: duplicate.email,
+          reason: `duplicate of line ${duplicate.firstLine}`,
+        });
+      }
+      chunk = [];
+    };
+    for await (const item of items) {
+      if (!item.ok) {
+        reject(item.rejected);
+        continue;
+      }
+      for (const key of Object.keys(item.recipient.fields)) fieldNames.add(key);
+      chunk.push(item.recipient);
+      if (chunk.length >= INSERT_CHUNK) await flush();
+    }
+    await flush();
+    rejected.sort((a, b) => a.line - b.line);
+    if (accepted === 0) {
+      throw new InvalidCampaignError("no valid recipient: every line was rejected (see details)", {
+        rejected,
+        rejectedCount,
+      });
+    }
+    const unknown = unknownPlaceholders(templates, fieldNames);
+    if (unknown.length > 0) {
+      throw new InvalidCampaignError(
+        `placeholder${unknown.length > 1 ? "s" : ""} ${unknown.map((p) => `{{${p}}}`).join(", ")} ` +
+          `match no recipient field (fields: ${["email", "name", ...fieldNames].filter((f, i, a) => a.indexOf(f) === i).join(", ")})`,
+        { placeholders: unknown },
+      );
+    }
+    await setCampaignTotal(trx, campaignId, accepted);
+    return { campaignId, accepted, rejected, rejectedCount };
+  });
+}

@@ -1,0 +1,136 @@
+/**
+ * Sending one message through a pool of SMTP connections (nodemailer's pooled transport, one
+ * pool per server, servers taken in turn), and saying what the server's answer means for the
+ * recipient. It never touches the store: the caller records the outcome.
+ */
+import nodemailer from "nodemailer";
+import type SMTPPool from "nodemailer/lib/smtp-pool/index.js";
+
+export interface OutgoingMessage {
+  from: string;
+  to: string;
+  subject: string;
+  text?: string | undefined;
+  html?: string | undefined;
+  messageId: string;
+  headers?: Record<string, string>;
+}
+
+/**
+ * - `temporary`: the server said 4xx, or the message was never handed over (refused
+ *   connection, timeout before DATA): safe to try again.
+ * - `permanent`: the server said 5xx: trying again would get the same answer.
+ * - `ambiguous`: the link failed after the message was handed over and before the server's
+ *   answer: it may have been delivered, so it must not be re-sent silently.
+ */
+export type SendFailureKind = "temporary" | "permanent" | "ambiguous";
+
+export type SendResult =
+  | { ok: true; response: string; server: string }
+  | { ok: false; kind: SendFailureKind; code: number | null; error: string; server: string };
+
+export interface Transport {
+  send(message: OutgoingMessage): Promise<SendResult>;
+  /** Checks that every server answers; throws with the first that does not. */
+  verify(): Promise<void>;
+  close(): void;
+}
+
+interface SmtpError extends Error {
+  code?: string;
+  command?: string;
+  responseCode?: number;
+  response?: string;
+  syscall?: string;
+}
+
+/** Failures that happen before an SMTP session exists: nothing can have been handed over. */
+const NEVER_CONNECTED = /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|Greeting never received/;
+
+/**
+ * nodemailer reports a link lost at RCPT exactly as one lost after the message body (code
+ * ECONNECTION, command CONN, no reply code), so a link lost mid-session must count as
+ * `ambiguous`: retrying it could deliver the message twice.
+ */
+export function classifySmtpError(error: SmtpError): { kind: SendFailureKind; code: number | null } {
+  const code = typeof error.responseCode === "number" ? error.responseCode : null;
+  if (code !== null && code >= 500) return { kind: "permanent", code };
+  if (code !== null && code >= 400) return { kind: "temporary", code };
+  if (error.syscall === "connect" || NEVER_CONNECTED.test(`${error.code ?? ""} ${error.message}`)) {
+    return { kind: "temporary", code };
+  }
+  return { kind: "ambiguous", code };
+}
+
+function describe(error: SmtpError): string {
+  const text = error.response ?? error.message;
+  return text.length > 500 ? `${text.slice(0, 500)}…` : text;
+}
+
+export function createSmtpTransport(
+  urls: readonly string[],
+  options: { poolSize: number; timeoutMs: number },
+): Transport {
+  if (urls.length === 0) throw new Error("at least one SMTP URL is needed");
+  const servers = urls.map((url) => {
+    const parsed = new URL(url);
+    const transport = nodemailer.createTransport({
+      pool: true,
+      host: parsed.hostname,
+      port: Number(parsed.port || (parsed.protocol === "smtps:" ? 465 : 25)),
+      secure: parsed.protocol === "smtps:",
+      auth: parsed.username
+        ? { user: decodeURIComponent(parsed.username), pass: decodeURIComponent(parsed.password) }
+        : undefined,
+      maxConnections: options.poolSize,
+      maxMessages: Infinity,
+      connectionTimeout: options.timeoutMs,
+      greetingTimeout: options.timeoutMs,
+      socketTimeout: options.timeoutMs,
+      // Loopback and private test servers have no certificate worth checking for plain smtp://.
+      ignoreTLS: parsed.protocol === "smtp:" && parsed.searchParams.get("starttls") !== "require",
+    } as SMTPPool.Options);
+    return { name: `${parsed.hostname}:${parsed.port}`, transport };
+  });
+  let next = 0;
+
+  return {
+    async send(message) {
+      const server = servers[next++ % servers.length]!;
+      try {
+        const info = (await server.transport.sendMail({
+          from: message.from,
+          to: message.to,
+          subject: message.subject,
+          text: message.text,
+          html: message.html,
+          messageId: message.messageId,
+          headers: message.headers,
+        })) as { response?: string };
+        return { ok: true, response: info.response ?? "250", server: server.name };
+      } catch (error) {
+        const smtpError = error as SmtpError;
+        return {
+          ok: false,
+          ...classifySmtpError(smtpError),
+          error: describe(smtpError),
+          server: server.name,
+        };
+      }
+    },
+    async verify() {
+      for (const server of servers) {
+        try {
+          await server.transport.verify();
+        } catch (error) {
+          throw new Error(`SMTP server ${server.name} does not answer: ${(error as Error).message}`, {
+            cause: error,
+          });
+        }
+      }
+    },
+    close() {
+      for (const server of servers) server.transport.close();
+    },
+  };
+}

@@ -1,0 +1,227 @@
+/**
+ * Wiring: config → store → broker → tasks → worker / dispatcher / HTTP. `lovage start` runs
+ * every role in one process (the embedded topology); `lovage api` and `lovage worker` run one
+ * each. Whatever is opened here is closed in reverse order by `close()`. Nothing connects at
+ * import time.
+ */
+import { randomBytes } from "node:crypto";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { resolve } from "node:path";
+import type { FastifyInstance } from "fastify";
+import { pino, type Logger } from "pino";
+import { buildApp } from "./api/app.js";
+import { redactUrl, type Config } from "./config.js";
+import { saveCaughtMessage } from "./db/caught-messages.js";
+import { openDatabase, type Store } from "./db/open.js";
+import { expireLeases } from "./db/recipients.js";
+import { createUserIfMissing, getOrCreateSetting, upsertUser } from "./db/users.js";
+import { openMailCatcher, type MailCatcher } from "./mail/catcher.js";
+import { createDispatcher, type Dispatcher } from "./mail/dispatcher.js";
+import { createSendBatchTask } from "./mail/send-batch.js";
+import { createSmtpTransport, type Transport } from "./mail/transport-pool.js";
+import { openBroker, type Broker } from "./queue/connection.js";
+import { createProducer } from "./queue/producer.js";
+import { TaskRegistry, type AnyTask } from "./queue/task.js";
+import { startWorker, type RunningWorker } from "./queue/worker.js";
+
+export interface Roles {
+  /** HTTP API, dashboard and dispatcher. */
+  api: boolean;
+  /** Runs jobs: sends mail and runs tasks. */
+  worker: boolean;
+}
+
+export interface RunningLovage {
+  /** Where the HTTP server listens, when this process has the api role. */
+  url: string | undefined;
+  /** The generated admin password, on the first start only. */
+  generatedAdminPassword: string | undefined;
+  catcherUrl: string | undefined;
+  logger: Logger;
+  close(): Promise<void>;
+}
+
+export const ADMIN_USER = "admin";
+export const DEFAULT_FROM = "Lovage <no-reply@lovage.local>";
+
+export function createLogger(config: Pick<Config, "logLevel">): Logger {
+  return pino({
+    level: config.logLevel,
+    redact: {
+      paths: ["password", "*.password", "token", "*.token", "authorization", "*.authorization"],
+      censor: "***",
+    },
+  });
+}
+
+/** Imports each task module and registers every task it exports. */
+export async function loadTasks(
+  modules: readonly string[],
+  registry = new TaskRegistry(),
+): Promise<TaskRegistry> {
+  for (const specifier of modules) {
+    const url = specifier.startsWith("lovage:")
+      ? new URL(`../${specifier.slice("lovage:".length)}`, import.meta.url).href
+      : pathToFileURL(resolve(specifier)).href;
+    let exported: Record<string, unknown>;
+    try {
+      exported = (await import(url)) as Record<string, unknown>;
+    } catch (error) {
+      throw new Error(`LOVAGE_TASKS: cannot load "${specifier}": ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+    const tasks = Object.values(exported).filter(isTask);
+    if (tasks.length === 0) throw new Error(`LOVAGE_TASKS: "${specifier}" exports no task (use defineTask)`);
+    registry.register(...tasks);
+  }
+  return registry;
+}
+
+function isTask(value: unknown): value is AnyTask {
+  const task = value as Partial<AnyTask> | null;
+  return (
+    !!task &&
+    typeof task.name === "string" &&
+    typeof task.queue === "string" &&
+    typeof task.handler === "function"
+  );
+}
+
+export async function startLovage(
+  config: Config,
+  roles: Roles,
+  logger = createLogger(config),
+): Promise<RunningLovage> {
+  const closers: (() => Promise<void> | void)[] = [];
+  const close = async () => {
+    for (const closer of closers.reverse()) {
+      try {
+        await closer();
+      } catch (error) {
+        // Keep closing the rest: a part that fails to close must not keep the others open.
+        logger.error({ err: error }, "error while closing");
+      }
+    }
+    closers.length = 0;
+  };
+
+  try {
+    logger.info(
+      {
+        database: config.databaseUrl ? redactUrl(config.databaseUrl) : `embedded (${config.dataDir})`,
+        broker: config.brokerUrl ? redactUrl(config.brokerUrl) : config.databaseUrl ? "postgres" : "embedded",
+        roles,
+      },
+      "starting",
+    );
+    const store: Store = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+    closers.push(() => store.close());
+    if (store.kind === "embedded") {
+      // One process owns an embedded data directory: any row still `sending` was left by a
+      // process that died mid-transaction, so it cannot wait for a lease to run out.
+      const expired = await expireLeases(store.db, { all: true });
+      if (expired > 0) logger.warn({ expired }, "recipients left sending by a crash are now unknown");
+    }
+
+    const broker: Broker = await openBroker(
+      config.brokerUrl
+        ? { kind: "redis", url: config.brokerUrl }
+        : store.kind === "postgres"
+          ? { kind: "postgres", connectionString: config.databaseUrl! }
+          : { kind: "embedded", pool: store.pool },
+    );
+    closers.push(() => broker.close());
+
+    const userTasks = await loadTasks(config.taskModules);
+    let catcher: MailCatcher | undefined;
+    let worker: RunningWorker | undefined;
+    if (roles.worker) {
+      let transport: Transport;
+      if (config.smtpUrls.length > 0) {
+        transport = createSmtpTransport(config.smtpUrls, {
+          poolSize: config.smtpPoolSize,
+          timeoutMs: config.smtpTimeoutMs,
+        });
+      } else {
+        catcher = await openMailCatcher({
+          store: { saveCaughtMessage: (message) => saveCaughtMessage(store.db, message) },
+          port: config.catcherPort,
+          logger,
+        });
+        closers.push(() => catcher!.close());
+        transport = createSmtpTransport([catcher.url], {
+          poolSize: config.smtpPoolSize,
+          timeoutMs: config.smtpTimeoutMs,
+        });
+      }
+      closers.push(() => transport.close());
+      const workerTasks = new TaskRegistry().register(...userTasks.all());
+      const workerId = `${process.pid}`;
+      workerTasks.register(
+        createSendBatchTask({
+          db: store.db,
+          transport,
+          workerId,
+          maxAttempts: config.maxAttempts,
+          retryBaseMs: config.retryBaseMs,
+          leaseMs: config.leaseMs,
+          logger,
+        }),
+      );
+      worker = await startWorker({
+        broker,
+        registry: workerTasks,
+        queues: config.queues,
+        concurrency: config.concurrency,
+        logger,
+      });
+      const started = worker;
+      closers.push(() => started.close({ timeoutMs: config.shutdownTimeoutMs }));
+    }
+
+    let url: string | undefined;
+    let generatedAdminPassword: string | undefined;
+    if (roles.api) {
+      const jwtSecret =
+        config.jwtSecret ??
+        (await getOrCreateSetting(store.db, "jwt_secret", () => randomBytes(48).toString("base64url")));
+      if (config.adminPassword) {
+        await upsertUser(store.db, ADMIN_USER, config.adminPassword);
+      } else {
+        const candidate = randomBytes(12).toString("base64url");
+        if (await createUserIfMissing(store.db, ADMIN_USER, candidate)) generatedAdminPassword = candidate;
+      }
+      const dispatcher: Dispatcher = createDispatcher({
+        db: store.db,
+        broker,
+        batchSize: config.batchSize,
+        logger,
+      });
+      closers.push(() => dispatcher.close());
+      const app: FastifyInstance = await buildApp({
+        db: store.db,
+        broker,
+        producer: createProducer(broker),
+        registry: userTasks,
+        dispatcher,
+        jwtSecret,
+        maxBodyBytes: config.maxBodyBytes,
+        maxUploadBytes: config.maxUploadBytes,
+        defaultFrom: DEFAULT_FROM,
+        catcherEnabled: config.smtpUrls.length === 0,
+        ping: { database: store.ping, broker: broker.ping },
+        webRoot: fileURLToPath(new URL("../web", import.meta.url)),
+        logger: logger.child({ component: "http" }),
+      });
+      closers.push(() => app.close());
+      const address = await app.listen({ host: config.host, port: config.port });
+      url = address.replace("[::1]", "localhost");
+    }
+
+    return { url, generatedAdminPassword, catcherUrl: catcher?.url, logger, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}

@@ -1,0 +1,102 @@
+// The shell: the login gate, the header with its tabs, and which view the hash route shows.
+// It also carries the last campaign-creation result to the campaign's page.
+import { useEffect, useState } from "react";
+import { type CreateCampaignResult, getToken, logout, onUnauthorized } from "./api";
+import { CampaignDetailView } from "./campaign-detail-view";
+import { CampaignsView } from "./campaigns-view";
+import { LoginView } from "./login-view";
+import { MessagesView } from "./messages-view";
+import { NewCampaignView } from "./new-campaign-view";
+import { href, navigate, type Route, useRoute } from "./route";
+import { TasksView } from "./tasks-view";
+
+const TABS: { label: string; route: Route; active: (r: Route) => boolean; testId: string }[] = [
+  {
+    label: "Campaigns",
+    route: { view: "campaigns" },
+    active: (r) => r.view === "campaigns" || r.view === "campaign",
+    testId: "nav-campaigns",
+  },
+  {
+    label: "New campaign",
+    route: { view: "new-campaign" },
+    active: (r) => r.view === "new-campaign",
+    testId: "nav-new-campaign",
+  },
+  {
+    label: "Caught mail",
+    route: { view: "messages", id: null },
+    active: (r) => r.view === "messages",
+    testId: "nav-messages",
+  },
+  { label: "Tasks", route: { view: "tasks" }, active: (r) => r.view === "tasks", testId: "nav-tasks" },
+];
+
+export function App() {
+  const [signedIn, setSignedIn] = useState(() => getToken() !== null);
+  const [lastImport, setLastImport] = useState<CreateCampaignResult | null>(null);
+  const route = useRoute();
+
+  useEffect(() => onUnauthorized(() => setSignedIn(false)), []);
+
+  useEffect(() => {
+    const titles: Record<Route["view"], string> = {
+      campaigns: "Campaigns",
+      "new-campaign": "New campaign",
+      campaign: "Campaign",
+      messages: "Caught mail",
+      tasks: "Tasks",
+    };
+    document.title = `${titles[route.view]} · Lovage`;
+  }, [route.view]);
+
+  if (!signedIn) return <LoginView onLoggedIn={() => setSignedIn(true)} />;
+
+  const onCreated = (result: CreateCampaignResult) => {
+    setLastImport(result);
+    navigate({ view: "campaign", id: result.campaign.id });
+  };
+
+  return (
+    <div className="app">
+      <header className="header">
+        <div className="header-inner">
+          <a className="brand" href={href({ view: "campaigns" })}>
+            <span className="logo-mark" aria-hidden="true" />
+            Lovage
+          </a>
+          <nav className="tabs" aria-label="Main">
+            {TABS.map((t) => (
+              <a
+                key={t.testId}
+                href={href(t.route)}
+                className={t.active(route) ? "tab tab-active" : "tab"}
+                aria-current={t.active(route) ? "page" : undefined}
+                data-testid={t.testId}
+              >
+                {t.label}
+              </a>
+            ))}
+          </nav>
+          <button className="btn btn-ghost btn-small" onClick={logout} data-testid="logout">
+            Sign out
+          </button>
+        </div>
+      </header>
+      <main className="main">
+        {route.view === "campaigns" && <CampaignsView />}
+        {route.view === "new-campaign" && <NewCampaignView onCreated={onCreated} />}
+        {route.view === "campaign" && (
+          <CampaignDetailView
+            key={route.id}
+            id={route.id}
+            importResult={lastImport?.campaign.id === route.id ? lastImport : null}
+            onDismissImport={() => setLastImport(null)}
+          />
+        )}
+        {route.view === "messages" && <MessagesView id={route.id} />}
+        {route.view === "tasks" && <TasksView />}
+      </main>
+    </div>
+  );
+}

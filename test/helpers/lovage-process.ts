@@ -1,0 +1,137 @@
+/**
+ * Starts the real `lovage` command (the built dist/) as a child process on a free port and a
+ * temporary data directory, waits until it is ready, and logs in. Used by the end-to-end and
+ * crash tests, which need a process they can kill.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const CLI = fileURLToPath(new URL("../../dist/src/cli/index.js", import.meta.url));
+
+export interface LovageProcess {
+  url: string;
+  adminPassword: string;
+  token: string;
+  catcherUrl: string;
+  dataDir: string;
+  child: ChildProcess;
+  /** Everything the process printed, for assertions and failure messages. */
+  output(): string;
+  /** SIGTERM, and the exit code. */
+  stop(): Promise<number | null>;
+  /** SIGKILL: no chance to clean up. */
+  kill(): Promise<void>;
+}
+
+export async function startLovage(
+  options: {
+    env?: Record<string, string>;
+    dataDir?: string;
+    command?: string;
+    args?: string[];
+    readyTimeoutMs?: number;
+  } = {},
+): Promise<LovageProcess> {
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "lovage-e2e-"));
+  const adminPassword = options.env?.LOVAGE_ADMIN_PASSWORD ?? "test-password-123";
+  const child = spawn(process.execPath, [CLI, options.command ?? "start", ...(options.args ?? [])], {
+    env: {
+      ...process.env,
+      PORT: "0",
+      LOVAGE_CATCHER_PORT: "0",
+      LOVAGE_LOG_LEVEL: "warn",
+      LOVAGE_DATA_DIR: dataDir,
+      LOVAGE_ADMIN_PASSWORD: adminPassword,
+      ...options.env,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+
+  const deadline = Date.now() + (options.readyTimeoutMs ?? 60_000);
+  let url: string | undefined;
+  while (!url) {
+    url = /Lovage is running at (\S+)/.exec(output)?.[1];
+    if (child.exitCode !== null)
+      throw new Error(`lovage exited with ${child.exitCode} before it was ready:\n${output}`);
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`lovage was not ready in time:\n${output}`);
+    }
+    if (!url) await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const catcherUrl = /Mail catcher: (\S+)/.exec(output)?.[1] ?? "";
+  const login = await fetch(`${url}/api/auth/login`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ username: "admin", password: adminPassword }),
+  });
+  if (!login.ok) throw new Error(`login failed: ${login.status} ${await login.text()}`);
+  const { token } = (await login.json()) as { token: string };
+
+  return {
+    url,
+    adminPassword,
+    token,
+    catcherUrl,
+    dataDir,
+    child,
+    output: () => output,
+    async stop() {
+      if (child.exitCode === null) child.kill("SIGTERM");
+      return exited;
+    },
+    async kill() {
+      if (child.exitCode === null) child.kill("SIGKILL");
+      await exited;
+    },
+  };
+}
+
+/** A JSON request with the bearer token; throws with the body when the status is not the expected one. */
+export async function api<T>(
+  lovage: { url: string; token: string },
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; body: T }> {
+  const response = await fetch(`${lovage.url}${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${lovage.token}`,
+      ...(body === undefined ? {} : { "content-type": "application/json" }),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  return { status: response.status, body: (text ? JSON.parse(text) : undefined) as T };
+}
+
+/** Waits for a condition, polling; never a fixed sleep. */
+export async function waitFor<T>(
+  probe: () => Promise<T | undefined | false> | T | undefined | false,
+  options: { timeoutMs?: number; intervalMs?: number; message?: string } = {},
+): Promise<T> {
+  const deadline = Date.now() + (options.timeoutMs ?? 30_000);
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value !== undefined && value !== false) return value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(
+        `timed out waiting: ${options.message ?? "condition"}${last instanceof Error ? ` (last error: ${last.message})` : ""}`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 100));
+  }
+}
