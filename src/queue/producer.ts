@@ -73,9 +73,14 @@ export function createProducer(broker: Broker): Producer {
   async function getJob(id: string): Promise<JobInfo | undefined> {
     const parsed = parsePublicJobId(id);
     if (!parsed) return undefined;
-    const job = (await broker.queue(parsed.queue).getJob(parsed.jobId)) as Job | undefined;
+    const queue = broker.queue(parsed.queue);
+    // State first: a job read after it is known to be completed carries its result, whereas a
+    // job read first may complete before its state is read and show no result.
+    const rawState = await queue.getJobState(parsed.jobId);
+    if (rawState === "unknown") return undefined;
+    const job = (await queue.getJob(parsed.jobId)) as Job | undefined;
     if (!job) return undefined;
-    const state = stateOf(await job.getState());
+    const state = stateOf(rawState);
     return {
       id,
       name: job.name,
