@@ -40,6 +40,8 @@ export interface Config {
   readonly retryBaseMs: number;
   /** `LOVAGE_LEASE_MS`, default 120000: how long a recipient may stay `sending` before it is `unknown`. */
   readonly leaseMs: number;
+  /** `LOVAGE_JOB_LOCK_MS`, default 30000: a job whose worker stops renewing its lock this long is taken over by another. */
+  readonly jobLockMs: number;
   /** `LOVAGE_SMTP_POOL_SIZE`, default 5: connections per SMTP server per worker process. */
   readonly smtpPoolSize: number;
   /** `LOVAGE_SMTP_TIMEOUT_MS`, default 30000: socket and greeting timeout per SMTP transaction. */
@@ -147,6 +149,7 @@ export function loadConfig(env: Env): Config {
     maxAttempts: integer("LOVAGE_MAX_ATTEMPTS", 5, 1, 100),
     retryBaseMs: integer("LOVAGE_RETRY_BASE_MS", 10_000, 0),
     leaseMs: integer("LOVAGE_LEASE_MS", 120_000, 1_000),
+    jobLockMs: integer("LOVAGE_JOB_LOCK_MS", 30_000, 1_000),
     smtpPoolSize: integer("LOVAGE_SMTP_POOL_SIZE", 5, 1, 100),
     smtpTimeoutMs: integer("LOVAGE_SMTP_TIMEOUT_MS", 30_000, 100),
     maxUploadBytes: integer("LOVAGE_MAX_UPLOAD_BYTES", 100 * 1024 * 1024, 1024),

@@ -174,6 +174,7 @@ export async function startLovage(
         registry: workerTasks,
         queues: config.queues,
         concurrency: config.concurrency,
+        lockDurationMs: config.jobLockMs,
         logger,
       });
       const started = worker;

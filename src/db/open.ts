@@ -30,6 +30,10 @@ export type Store =
       close(): Promise<void>;
     };
 
+export type EmbeddedStore = Extract<Store, { kind: "embedded" }>;
+
+export function openDatabase(options: { databaseUrl?: undefined; dataDir: string }): Promise<EmbeddedStore>;
+export function openDatabase(options: { databaseUrl?: string; dataDir: string }): Promise<Store>;
 export async function openDatabase(options: { databaseUrl?: string; dataDir: string }): Promise<Store> {
   return options.databaseUrl ? openPostgres(options.databaseUrl) : openEmbedded(options.dataDir);
 }

@@ -54,7 +54,10 @@ function leadingKeyword(sql: string): string {
 }
 
 function listenTarget(sql: string): { verb: "LISTEN" | "UNLISTEN"; channel: string } | undefined {
-  const match = /^\s*(LISTEN|UNLISTEN)\s+("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*|\*)\s*;?\s*$/i.exec(sql);
+  const match =
+    /^\s*(?:--[^\n]*\n\s*)*(LISTEN|UNLISTEN)\s+("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*|\*)\s*;?\s*$/i.exec(
+      sql,
+    );
   if (!match?.[1] || !match[2]) return undefined;
   const raw = match[2];
   const channel = raw.startsWith('"') ? raw.slice(1, -1).replaceAll('""', '"') : raw.toLowerCase();

@@ -89,6 +89,8 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
     const worker = broker.createWorker(queue, (job: Job) => run(queue, job), {
       concurrency: options.concurrency,
       lockDuration: options.lockDurationMs ?? 30_000,
+      // Check for jobs of dead workers as often as a lock can lapse.
+      stalledInterval: options.lockDurationMs ?? 30_000,
       autorun: true,
     });
     worker.on("completed", () => stats.processed++);
