@@ -16,7 +16,7 @@ import { TaskRegistry } from "../../src/queue/task.js";
 import { startWorker, type RunningWorker } from "../../src/queue/worker.js";
 import { BACKENDS, openBackend, type Backend } from "../helpers/backends.js";
 import { waitFor } from "../helpers/lovage-process.js";
-import { startTestSmtpServer, type Script, type TestSmtpServer } from "../helpers/smtp-server.js";
+import { startTestSmtpServer, type TestSmtpServer } from "../helpers/smtp-server.js";
 
 const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
