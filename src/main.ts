@@ -15,6 +15,7 @@ import { saveCaughtMessage } from "./db/caught-messages.js";
 import { openDatabase, type Store } from "./db/open.js";
 import { expireLeases } from "./db/recipients.js";
 import { createUserIfMissing, getOrCreateSetting, upsertUser } from "./db/users.js";
+import { forgetOldWorkers, recordHeartbeat } from "./db/workers.js";
 import { openMailCatcher, type MailCatcher } from "./mail/catcher.js";
 import { createDispatcher, type Dispatcher } from "./mail/dispatcher.js";
 import { createSendBatchTask } from "./mail/send-batch.js";
@@ -37,11 +38,16 @@ export interface RunningLovage {
   /** The generated admin password, on the first start only. */
   generatedAdminPassword: string | undefined;
   catcherUrl: string | undefined;
+  /** This process's worker, when it has the worker role. */
+  worker: RunningWorker | undefined;
   logger: Logger;
   close(): Promise<void>;
 }
 
 export const ADMIN_USER = "admin";
+/** How often a worker reports itself; `GET /api/workers` drops one silent for three beats. */
+export const HEARTBEAT_MS = 5_000;
+export const WORKER_TIMEOUT_MS = 3 * HEARTBEAT_MS;
 export const DEFAULT_FROM = "Lovage <no-reply@lovage.local>";
 
 export function createLogger(config: Pick<Config, "logLevel">): Logger {
@@ -86,6 +92,33 @@ function isTask(value: unknown): value is AnyTask {
     typeof task.queue === "string" &&
     typeof task.handler === "function"
   );
+}
+
+/**
+ * Reports the worker in the registry every HEARTBEAT_MS; returns the function that stops it and
+ * records the worker as stopped. The store may be down: a missed beat is only logged.
+ */
+function startHeartbeat(store: Store, worker: RunningWorker, logger: Logger): () => Promise<void> {
+  const snapshot = () => ({
+    id: worker.id,
+    host: worker.host,
+    pid: process.pid,
+    queues: worker.queues,
+    concurrency: worker.concurrency,
+    startedAt: worker.startedAt,
+    ...worker.stats(),
+  });
+  const beat = () =>
+    recordHeartbeat(store.db, snapshot()).catch((error: unknown) =>
+      logger.warn({ err: (error as Error).message }, "heartbeat not recorded"),
+    );
+  void beat();
+  void forgetOldWorkers(store.db).catch(() => undefined);
+  const timer = setInterval(() => void beat(), HEARTBEAT_MS);
+  return async () => {
+    clearInterval(timer);
+    await recordHeartbeat(store.db, snapshot(), true).catch(() => undefined);
+  };
 }
 
 export async function startLovage(
@@ -179,6 +212,7 @@ export async function startLovage(
       });
       const started = worker;
       closers.push(() => started.close({ timeoutMs: config.shutdownTimeoutMs }));
+      closers.push(startHeartbeat(store, started, logger));
     }
 
     let url: string | undefined;
@@ -210,6 +244,7 @@ export async function startLovage(
         maxBodyBytes: config.maxBodyBytes,
         maxUploadBytes: config.maxUploadBytes,
         defaultFrom: DEFAULT_FROM,
+        workerTimeoutMs: WORKER_TIMEOUT_MS,
         catcherEnabled: config.smtpUrls.length === 0,
         ping: { database: store.ping, broker: broker.ping },
         webRoot: fileURLToPath(new URL("../web", import.meta.url)),
@@ -220,7 +255,7 @@ export async function startLovage(
       url = address.replace("[::1]", "localhost");
     }
 
-    return { url, generatedAdminPassword, catcherUrl: catcher?.url, logger, close };
+    return { url, generatedAdminPassword, catcherUrl: catcher?.url, worker, logger, close };
   } catch (error) {
     await close();
     throw error;

@@ -36,6 +36,8 @@ export interface AppDeps {
   maxBodyBytes: number;
   maxUploadBytes: number;
   defaultFrom: string;
+  /** A worker silent this long is presumed dead and not listed; default 15 s. */
+  workerTimeoutMs?: number;
   catcherEnabled: boolean;
   ping: { database: () => Promise<void>; broker: () => Promise<void> };
   /** The built dashboard (dist/web); not served when absent. */

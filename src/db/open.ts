@@ -10,9 +10,10 @@ import { Kysely, Migrator, PostgresDialect, type Migration } from "kysely";
 import pg from "pg";
 import { PGlitePool, pgCompatibleParsers } from "../queue/pglite-pool.js";
 import * as m0001 from "./migrations/0001-init.js";
+import * as m0002 from "./migrations/0002-workers.js";
 import type { Database } from "./schema.js";
 
-const MIGRATIONS: Record<string, Migration> = { "0001-init": m0001 };
+const MIGRATIONS: Record<string, Migration> = { "0001-init": m0001, "0002-workers": m0002 };
 
 export type Store =
   | {

@@ -80,6 +80,22 @@ export interface CaughtMessagesTable {
   size_bytes: number;
 }
 
+export interface WorkersTable {
+  id: string;
+  host: string;
+  pid: number;
+  queues: ColumnType<string[], string, string>;
+  concurrency: number;
+  started_at: Date;
+  heartbeat_at: Date;
+  processed: number;
+  failed: number;
+  active: number;
+  watchdog_restarts: number;
+  last_job_at: Date | null;
+  stopped_at: Date | null;
+}
+
 export interface Database {
   "lovage.settings": SettingsTable;
   "lovage.users": UsersTable;
@@ -87,4 +103,5 @@ export interface Database {
   "lovage.recipients": RecipientsTable;
   "lovage.attempts": AttemptsTable;
   "lovage.caught_messages": CaughtMessagesTable;
+  "lovage.workers": WorkersTable;
 }

@@ -55,25 +55,32 @@ export async function startLovage(
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
 
   const deadline = Date.now() + (options.readyTimeoutMs ?? 60_000);
+  const command = options.command ?? "start";
+  // A worker has no HTTP server: it is ready when it says so; its `url` is then "".
+  const ready = command === "worker" ? /Lovage worker (\S+) is running/ : /Lovage is running at (\S+)/;
   let url: string | undefined;
-  while (!url) {
-    url = /Lovage is running at (\S+)/.exec(output)?.[1];
+  while (url === undefined) {
+    const match = ready.exec(output);
+    url = match ? (command === "worker" ? "" : match[1]) : undefined;
     if (child.exitCode !== null)
       throw new Error(`lovage exited with ${child.exitCode} before it was ready:\n${output}`);
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
       throw new Error(`lovage was not ready in time:\n${output}`);
     }
-    if (!url) await new Promise((resolve) => setTimeout(resolve, 50));
+    if (url === undefined) await new Promise((resolve) => setTimeout(resolve, 50));
   }
   const catcherUrl = /Mail catcher: (\S+)/.exec(output)?.[1] ?? "";
-  const login = await fetch(`${url}/api/auth/login`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ username: "admin", password: adminPassword }),
-  });
-  if (!login.ok) throw new Error(`login failed: ${login.status} ${await login.text()}`);
-  const { token } = (await login.json()) as { token: string };
+  let token = "";
+  if (command !== "worker") {
+    const login = await fetch(`${url}/api/auth/login`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ username: "admin", password: adminPassword }),
+    });
+    if (!login.ok) throw new Error(`login failed: ${login.status} ${await login.text()}`);
+    token = ((await login.json()) as { token: string }).token;
+  }
 
   return {
     url,

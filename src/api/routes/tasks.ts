@@ -1,5 +1,6 @@
 /** Generic tasks over HTTP: send one by name, read its job, and the queues' counts. */
 import type { FastifyInstance } from "fastify";
+import { liveWorkers } from "../../db/workers.js";
 import { EMAIL_QUEUE } from "../../mail/send-batch.js";
 import type { SendOptions } from "../../queue/task.js";
 import type { AppDeps } from "../app.js";
@@ -82,6 +83,14 @@ export async function taskRoutes(app: FastifyInstance, deps: AppDeps): Promise<v
       if (!job) throw notFound(`job ${request.params.id}`);
       return { id: job.id, name: job.name, state: job.state, result: job.result, error: job.error };
     },
+  );
+
+  app.get(
+    "/api/workers",
+    { schema: { summary: "Live worker processes with their counters and heartbeat", tags } },
+    async () => ({
+      workers: await liveWorkers(deps.db, deps.workerTimeoutMs ?? 15_000),
+    }),
   );
 
   app.get("/api/queues", { schema: { summary: "Job counts per queue and state", tags } }, async () => {

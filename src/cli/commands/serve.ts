@@ -40,6 +40,12 @@ LOVAGE_BROKER_URL, LOVAGE_SMTP_URL, PORT, LOVAGE_ADMIN_PASSWORD, …).`,
         }
         console.log(`  API documentation: ${lovage.url}/api/docs`);
       }
+      if (lovage.worker) {
+        const w = lovage.worker;
+        console.log(
+          `Lovage worker ${w.id} is running (queues ${w.queues.join(", ")}, concurrency ${w.concurrency})`,
+        );
+      }
       if (lovage.catcherUrl)
         console.log(`  Mail catcher: ${lovage.catcherUrl} (caught messages are shown in the dashboard)`);
       console.log("");
