@@ -79,7 +79,7 @@ export function loadConfig(env: Env): Config {
   const integer = (name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number => {
     const raw = text(name);
     if (raw === undefined) return fallback;
-    const value = Number(raw);
+    const value = /^\d+$/.test(raw) ? Number(raw) : NaN;
     if (!Number.isInteger(value) || value < min || value > max) {
       problems.push(`${name}: expected a whole number from ${min} to ${max}, got "${raw}"`);
       return fallback;
@@ -158,20 +158,24 @@ export function loadConfig(env: Env): Config {
     logLevel,
   };
   if (problems.length > 0) throw new ConfigError(problems);
-  return Object.freeze(config);
+  return Object.freeze({
+    ...config,
+    smtpUrls: Object.freeze([...config.smtpUrls]),
+    taskModules: Object.freeze([...config.taskModules]),
+    queues: config.queues && Object.freeze([...config.queues]),
+  });
 }
 
 export function topologyOf(config: Pick<Config, "databaseUrl" | "brokerUrl">): Topology {
   return config.databaseUrl === undefined ? "embedded" : "distributed";
 }
 
-/** Hides the password in a URL, for logs and error messages. */
+/**
+ * Hides the password in a URL, for logs and error messages, and otherwise keeps the text as
+ * the user wrote it. Works on the text, not a parsed URL: a URL written without its scheme
+ * (`user:secret@host`) parses with no password at all.
+ */
 export function redactUrl(raw: string): string {
-  try {
-    const parsed = new URL(raw);
-    if (parsed.password) parsed.password = "***";
-    return parsed.toString();
-  } catch {
-    return raw.replace(/\/\/([^:/@]+):[^@]*@/, "//$1:***@");
-  }
+  // A password in a URL cannot hold a raw "/", which keeps "scheme://" from reading as "user:".
+  return raw.replace(/(^|\/\/)([^:/@\s]*):[^@/\s]*@/, "$1$2:***@");
 }

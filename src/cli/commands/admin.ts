@@ -1,7 +1,4 @@
 /** `lovage migrate` and `lovage user`: run against the database directly, not over HTTP. */
-import { openDatabase } from "../../db/open.js";
-import { upsertUser } from "../../db/users.js";
-import { openBroker } from "../../queue/connection.js";
 import { UsageError, configFrom, parse, type Command } from "../shared.js";
 
 export const migrate: Command = {
@@ -18,6 +15,11 @@ from several hosts at once: an advisory lock lets one of them do it. Every start
       return 0;
     }
     const config = configFrom(env);
+    // Loaded here, not at the top: the other commands and --help need no database driver.
+    const [{ openDatabase }, { openBroker }] = await Promise.all([
+      import("../../db/open.js"),
+      import("../../queue/connection.js"),
+    ]);
     const store = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
     try {
       if (!config.brokerUrl) {
@@ -53,6 +55,10 @@ Creates the user NAME for the API and dashboard, or sets its password if it exis
     if (!values.password || values.password.length < 8)
       throw new UsageError("--password of at least 8 characters is required");
     const config = configFrom(env);
+    const [{ openDatabase }, { upsertUser }] = await Promise.all([
+      import("../../db/open.js"),
+      import("../../db/users.js"),
+    ]);
     const store = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
     try {
       await upsertUser(store.db, name, values.password);

@@ -1,5 +1,5 @@
 /** `lovage start`, `lovage api`, `lovage worker`: three wirings of the same parts. */
-import { startLovage, type Roles } from "../../main.js";
+import type { Roles } from "../../main.js";
 import { configFrom, parse, type Command } from "../shared.js";
 
 function serve(name: string, roles: Roles, summary: string, extra: string): Command {
@@ -23,6 +23,8 @@ LOVAGE_BROKER_URL, LOVAGE_SMTP_URL, PORT, LOVAGE_ADMIN_PASSWORD, …).`,
         ...(values.concurrency ? { LOVAGE_CONCURRENCY: values.concurrency } : {}),
         ...(values.queues ? { LOVAGE_QUEUES: values.queues } : {}),
       });
+      // Loaded here, not at the top: the other commands and --help need none of the server.
+      const { startLovage } = await import("../../main.js");
       const lovage = await startLovage(config, roles);
       if (lovage.url) {
         console.log(`\nLovage is running at ${lovage.url}`);

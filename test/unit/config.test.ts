@@ -1,0 +1,244 @@
+import { resolve } from "node:path";
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig, topologyOf } from "../../src/config.js";
+
+/** The problems loadConfig reports for `env`; fails the test if it accepted the settings. */
+function problemsOf(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as ConfigError).problems;
+  }
+  throw new Error(`expected loadConfig to refuse ${JSON.stringify(env)}`);
+}
+
+describe("loadConfig", () => {
+  it("gives every setting its documented default when the environment is empty", () => {
+    const config = loadConfig({});
+    expect(config).toEqual({
+      dataDir: resolve("./data"),
+      databaseUrl: undefined,
+      brokerUrl: undefined,
+      smtpUrls: [],
+      host: "127.0.0.1",
+      port: 5000,
+      catcherPort: 2525,
+      jwtSecret: undefined,
+      adminPassword: undefined,
+      taskModules: ["lovage:examples/add/tasks.js"],
+      concurrency: 10,
+      queues: undefined,
+      batchSize: 50,
+      maxAttempts: 5,
+      retryBaseMs: 10_000,
+      leaseMs: 120_000,
+      jobLockMs: 30_000,
+      smtpPoolSize: 5,
+      smtpTimeoutMs: 30_000,
+      maxUploadBytes: 100 * 1024 * 1024,
+      maxBodyBytes: 10 * 1024 * 1024,
+      shutdownTimeoutMs: 30_000,
+      logLevel: "info",
+    });
+    expect(topologyOf(config)).toBe("embedded");
+  });
+
+  it("treats empty and blank values as unset", () => {
+    const config = loadConfig({ PORT: "", LOVAGE_BROKER_URL: "   ", LOVAGE_LOG_LEVEL: "", LOVAGE_TASKS: "" });
+    expect(config.port).toBe(5000);
+    expect(config.brokerUrl).toBeUndefined();
+    expect(config.logLevel).toBe("info");
+    expect(config.taskModules).toEqual(["lovage:examples/add/tasks.js"]);
+  });
+
+  it("reads valid settings, trimming values and splitting lists on commas", () => {
+    const config = loadConfig({
+      LOVAGE_DATA_DIR: "/var/lib/lovage",
+      LOVAGE_DATABASE_URL: "postgres://lovage:s3cret@db:5432/lovage",
+      LOVAGE_BROKER_URL: " rediss://:pw@cache:6380/2 ",
+      LOVAGE_SMTP_URL: "smtp://relay1:25, smtps://user:pw@relay2:465,",
+      LOVAGE_HOST: "0.0.0.0",
+      PORT: "0",
+      LOVAGE_CATCHER_PORT: "0",
+      LOVAGE_JWT_SECRET: "x".repeat(32),
+      LOVAGE_ADMIN_PASSWORD: "correct horse",
+      LOVAGE_TASKS: "./tasks/a.js, ./tasks/b.js",
+      LOVAGE_CONCURRENCY: "25",
+      LOVAGE_QUEUES: "email,default",
+      LOVAGE_BATCH_SIZE: "100",
+      LOVAGE_MAX_ATTEMPTS: "3",
+      LOVAGE_RETRY_BASE_MS: "0",
+      LOVAGE_LEASE_MS: "60000",
+      LOVAGE_JOB_LOCK_MS: "5000",
+      LOVAGE_SMTP_POOL_SIZE: "2",
+      LOVAGE_SMTP_TIMEOUT_MS: "5000",
+      LOVAGE_MAX_UPLOAD_BYTES: "2048",
+      LOVAGE_MAX_BODY_BYTES: "1024",
+      LOVAGE_SHUTDOWN_TIMEOUT_MS: "0",
+      LOVAGE_LOG_LEVEL: "debug",
+    });
+    expect(config).toMatchObject({
+      dataDir: "/var/lib/lovage",
+      databaseUrl: "postgres://lovage:s3cret@db:5432/lovage",
+      brokerUrl: "rediss://:pw@cache:6380/2",
+      smtpUrls: ["smtp://relay1:25", "smtps://user:pw@relay2:465"],
+      host: "0.0.0.0",
+      port: 0,
+      catcherPort: 0,
+      taskModules: ["./tasks/a.js", "./tasks/b.js"],
+      concurrency: 25,
+      queues: ["email", "default"],
+      batchSize: 100,
+      maxAttempts: 3,
+      retryBaseMs: 0,
+      leaseMs: 60_000,
+      jobLockMs: 5_000,
+      smtpPoolSize: 2,
+      smtpTimeoutMs: 5_000,
+      maxUploadBytes: 2048,
+      maxBodyBytes: 1024,
+      shutdownTimeoutMs: 0,
+      logLevel: "debug",
+    });
+    expect(topologyOf(config)).toBe("distributed");
+  });
+
+  it("names the setting, what was expected and what it got for a broker URL that is not Redis", () => {
+    expect(problemsOf({ LOVAGE_BROKER_URL: "http://cache:6379" })).toEqual([
+      'LOVAGE_BROKER_URL: expected redis:// or rediss:// (like redis://127.0.0.1:6379), got "http://cache:6379"',
+    ]);
+  });
+
+  const badSettings: [name: string, value: string, expected: RegExp][] = [
+    ["LOVAGE_DATABASE_URL", "mysql://db/lovage", /expected postgres:\/\/ or postgresql:\/\//],
+    ["LOVAGE_DATABASE_URL", "not a url", /expected postgres:\/\/ or postgresql:\/\//],
+    ["LOVAGE_BROKER_URL", "cache:6379", /expected redis:\/\/ or rediss:\/\//],
+    ["LOVAGE_SMTP_URL", "http://relay:25", /expected smtp:\/\/ or smtps:\/\//],
+    ["PORT", "abc", /expected a whole number from 0 to 65535/],
+    ["PORT", "70000", /expected a whole number from 0 to 65535/],
+    ["LOVAGE_CATCHER_PORT", "-1", /expected a whole number from 0 to 65535/],
+    ["LOVAGE_CONCURRENCY", "0", /expected a whole number from 1 to 1000/],
+    ["LOVAGE_BATCH_SIZE", "1.5", /expected a whole number from 1 to 10000/],
+    ["LOVAGE_MAX_ATTEMPTS", "101", /expected a whole number from 1 to 100/],
+    ["LOVAGE_RETRY_BASE_MS", "-5", /expected a whole number from 0 to/],
+    ["LOVAGE_LEASE_MS", "999", /expected a whole number from 1000 to/],
+    ["LOVAGE_JOB_LOCK_MS", "500", /expected a whole number from 1000 to/],
+    ["LOVAGE_SMTP_POOL_SIZE", "many", /expected a whole number from 1 to 100/],
+    ["LOVAGE_SMTP_TIMEOUT_MS", "10", /expected a whole number from 100 to/],
+    ["LOVAGE_MAX_UPLOAD_BYTES", "100", /expected a whole number from 1024 to/],
+    ["LOVAGE_MAX_BODY_BYTES", "10MB", /expected a whole number from 1024 to/],
+    ["LOVAGE_SHUTDOWN_TIMEOUT_MS", "soon", /expected a whole number from 0 to/],
+    ["LOVAGE_LOG_LEVEL", "loud", /expected one of fatal, error, warn, info, debug, trace, silent/],
+    ["LOVAGE_JWT_SECRET", "too-short", /expected at least 32 characters/],
+    ["LOVAGE_ADMIN_PASSWORD", "short", /expected at least 8 characters/],
+  ];
+
+  it.each(badSettings)(
+    "refuses %s=%j with one line naming it and what was expected",
+    (name, value, expected) => {
+      const problems = problemsOf({ [name]: value });
+      expect(problems).toHaveLength(1);
+      const [line] = problems;
+      expect(line).not.toContain("\n");
+      expect(line?.startsWith(`${name}: `)).toBe(true);
+      expect(line).toMatch(expected);
+    },
+  );
+
+  it("reports every problem at once, one line each, in the error message too", () => {
+    let caught: unknown;
+    try {
+      loadConfig({
+        LOVAGE_BROKER_URL: "http://cache:6379",
+        PORT: "abc",
+        LOVAGE_CONCURRENCY: "0",
+        LOVAGE_LOG_LEVEL: "loud",
+        LOVAGE_SMTP_URL: "smtp://ok:25,ftp://relay",
+      });
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(ConfigError);
+    const { problems, message } = caught as ConfigError;
+    expect(problems.map((p) => p.split(":")[0]).sort()).toEqual([
+      "LOVAGE_BROKER_URL",
+      "LOVAGE_CONCURRENCY",
+      "LOVAGE_LOG_LEVEL",
+      "LOVAGE_SMTP_URL",
+      "PORT",
+    ]);
+    expect(message.split("\n")).toEqual(problems);
+  });
+
+  it("reports each bad SMTP URL of a list on its own line", () => {
+    const problems = problemsOf({ LOVAGE_SMTP_URL: "smtp://ok:25, http://a, ftp://b" });
+    expect(problems).toHaveLength(2);
+    expect(problems[0]).toMatch(/^LOVAGE_SMTP_URL: .*got "http:\/\/a/);
+    expect(problems[1]).toMatch(/^LOVAGE_SMTP_URL: .*got "ftp:\/\/b/);
+  });
+
+  it("redacts the password of a database URL it refuses", () => {
+    const problems = problemsOf({ LOVAGE_DATABASE_URL: "mysql://lovage:hunter2-secret@db:3306/lovage" });
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(/^LOVAGE_DATABASE_URL: /);
+    expect(problems[0]).toContain("lovage:***@db");
+    expect(problems[0]).not.toContain("hunter2-secret");
+  });
+
+  it("redacts the password of a URL that cannot even be parsed", () => {
+    const problems = problemsOf({ LOVAGE_DATABASE_URL: "postgres://lovage:hunter2-secret@db:port/lovage" });
+    expect(problems[0]).toMatch(/^LOVAGE_DATABASE_URL: /);
+    expect(problems[0]).not.toContain("hunter2-secret");
+  });
+
+  it("redacts the password of a database URL written without its scheme", () => {
+    const problems = problemsOf({ LOVAGE_DATABASE_URL: "lovage:hunter2-secret@db:5432/lovage" });
+    expect(problems[0]).toMatch(/^LOVAGE_DATABASE_URL: /);
+    expect(problems[0]).not.toContain("hunter2-secret");
+  });
+
+  it("redacts passwords in broker and SMTP URLs it refuses", () => {
+    const problems = problemsOf({
+      LOVAGE_BROKER_URL: "http://:broker-secret@cache:6379",
+      LOVAGE_SMTP_URL: "http://user:smtp-secret@relay:25",
+    });
+    expect(problems).toHaveLength(2);
+    expect(problems.join("\n")).not.toMatch(/broker-secret|smtp-secret/);
+  });
+
+  it("never echoes a short JWT secret or admin password, only their length", () => {
+    const problems = problemsOf({ LOVAGE_JWT_SECRET: "tiny-jwt", LOVAGE_ADMIN_PASSWORD: "pw12" });
+    expect(problems).toEqual([
+      "LOVAGE_JWT_SECRET: expected at least 32 characters, got 8",
+      "LOVAGE_ADMIN_PASSWORD: expected at least 8 characters, got 4",
+    ]);
+  });
+
+  it("returns a frozen object", () => {
+    const config = loadConfig({ PORT: "8080" });
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(() => {
+      (config as { port: number }).port = 1;
+    }).toThrow(TypeError);
+    expect(config.port).toBe(8080);
+  });
+
+  it("freezes its lists too, so one caller cannot change another's settings", () => {
+    const config = loadConfig({ LOVAGE_SMTP_URL: "smtp://relay:25", LOVAGE_QUEUES: "email" });
+    expect(Object.isFrozen(config.smtpUrls)).toBe(true);
+    expect(Object.isFrozen(config.queues)).toBe(true);
+    expect(Object.isFrozen(loadConfig({}).taskModules)).toBe(true);
+  });
+
+  it("does not read process.env", () => {
+    const saved = process.env.PORT;
+    process.env.PORT = "1234";
+    try {
+      expect(loadConfig({}).port).toBe(5000);
+    } finally {
+      if (saved === undefined) delete process.env.PORT;
+      else process.env.PORT = saved;
+    }
+  });
+});
