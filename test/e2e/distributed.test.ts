@@ -187,6 +187,24 @@ describe("lovage api + lovage worker on Redis and PostgreSQL", () => {
     expect(smtp.duplicates()).toEqual([]);
   });
 
+  it("runs on PostgreSQL alone, with no Redis, and survives a worker killed with -9", async () => {
+    smtp.setScript(() => ({ delayMs: 3 }));
+    const { LOVAGE_BROKER_URL: _none, ...withoutRedis } = env();
+    cluster = await startCluster({ env: withoutRedis, apis: 1, workers: 2 });
+    const addresses = Array.from({ length: 1500 }, (_, i) => `pgonly-${i}@example.com`);
+    const id = await send(cluster.api, addresses);
+    await sentAtLeast(id, 300);
+    await cluster.workers[0]!.kill();
+    await cluster.addWorker();
+    const done = await completed(id);
+    const { sent, failed, unknown } = done.counts;
+    expect(sent + failed + unknown).toBe(1500);
+    expect(unknown).toBeLessThanOrEqual(CONCURRENCY);
+    expect(smtp.duplicates()).toEqual([]);
+    const ready = (await (await fetch(`${cluster.api.url}/readyz`)).json()) as { broker: string };
+    expect(ready.broker).toBe("up");
+  });
+
   it("answers 503 while PostgreSQL is down and finishes the campaign after it restarts", async () => {
     smtp.setScript(() => ({ delayMs: 2 }));
     cluster = await startCluster({ env: env(), apis: 1, workers: 2 });
