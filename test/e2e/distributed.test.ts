@@ -205,6 +205,18 @@ describe("lovage api + lovage worker on Redis and PostgreSQL", () => {
     expect(ready.broker).toBe("up");
   });
 
+  it("lets a worker stopped with SIGTERM finish what it holds and exit 0, leaving nothing unknown", async () => {
+    smtp.setScript(() => ({ delayMs: 3 }));
+    cluster = await startCluster({ env: env(), apis: 1, workers: 2 });
+    const addresses = Array.from({ length: 1000 }, (_, i) => `term-${i}@example.com`);
+    const id = await send(cluster.api, addresses);
+    await sentAtLeast(id, 200);
+    expect(await cluster.workers[0]!.stop()).toBe(0);
+    const done = await completed(id);
+    expect(done.counts).toMatchObject({ sent: 1000, unknown: 0, failed: 0 });
+    expect(smtp.duplicates()).toEqual([]);
+  });
+
   it("answers 503 while PostgreSQL is down and finishes the campaign after it restarts", async () => {
     smtp.setScript(() => ({ delayMs: 2 }));
     cluster = await startCluster({ env: env(), apis: 1, workers: 2 });
