@@ -33,11 +33,23 @@ export async function startLovage(
     command?: string;
     args?: string[];
     readyTimeoutMs?: number;
+    /**
+     * A command prefix that runs lovage, e.g. `["ip", "netns", "exec", ns]` to run it in a
+     * network namespace. It must exec lovage in its own process, so signals reach it.
+     */
+    wrap?: string[];
+    /**
+     * Where the test reaches the API, when not at the URL it prints (e.g. a port forward into
+     * a network namespace). Login and `url` use it.
+     */
+    reachAt?: string;
   } = {},
 ): Promise<LovageProcess> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "lovage-e2e-"));
   const adminPassword = options.env?.LOVAGE_ADMIN_PASSWORD ?? "test-password-123";
-  const child = spawn(process.execPath, [CLI, options.command ?? "start", ...(options.args ?? [])], {
+  const argv = [process.execPath, CLI, options.command ?? "start", ...(options.args ?? [])];
+  const [executable, ...args] = [...(options.wrap ?? []), ...argv] as [string, ...string[]];
+  const child = spawn(executable, args, {
     env: {
       ...process.env,
       PORT: "0",
@@ -61,7 +73,7 @@ export async function startLovage(
   let url: string | undefined;
   while (url === undefined) {
     const match = ready.exec(output);
-    url = match ? (command === "worker" ? "" : match[1]) : undefined;
+    url = match ? (command === "worker" ? "" : (options.reachAt ?? match[1])) : undefined;
     if (child.exitCode !== null)
       throw new Error(`lovage exited with ${child.exitCode} before it was ready:\n${output}`);
     if (Date.now() > deadline) {

@@ -3,7 +3,7 @@
  * fault tests can kill and restart them without touching the shared ones.
  */
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { appendFileSync, chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -37,33 +37,46 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
-export async function startRedisServer(): Promise<RedisServer> {
-  const port = await freePort();
+/**
+ * Where a server of the test's own listens. By default on 127.0.0.1 and a free port; with
+ * `netns`, inside that network namespace (`ip netns exec`, root only), on `host` (an address
+ * of that namespace) and `port` (default: the server's usual port, free in a fresh namespace).
+ */
+export interface ServerPlacement {
+  host?: string;
+  netns?: string;
+  port?: number;
+}
+
+/** The command, run inside the network namespace when there is one. */
+function inNetns(netns: string | undefined, command: string, args: string[]): [string, string[]] {
+  return netns === undefined ? [command, args] : ["ip", ["netns", "exec", netns, command, ...args]];
+}
+
+export async function startRedisServer(placement: ServerPlacement = {}): Promise<RedisServer> {
+  const host = placement.host ?? "127.0.0.1";
+  const port = placement.port ?? (placement.netns === undefined ? await freePort() : 6379);
   const dir = mkdtempSync(join(tmpdir(), "lovage-redis-"));
   let child: ChildProcess | undefined;
   const answers = () => {
     try {
-      return (
-        execFileSync("redis-cli", ["-p", String(port), "ping"], {
-          encoding: "utf8",
-          stdio: "pipe",
-        }).trim() === "PONG"
-      );
+      const [cmd, argv] = inNetns(placement.netns, "redis-cli", ["-h", host, "-p", String(port), "ping"]);
+      return execFileSync(cmd, argv, { encoding: "utf8", stdio: "pipe" }).trim() === "PONG";
     } catch {
       return false;
     }
   };
   const start = async () => {
-    child = spawn(
-      "redis-server",
-      ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir],
-      {
-        stdio: "ignore",
-      },
-    );
+    const args = ["--port", String(port), "--bind", host, "--save", "", "--appendonly", "no", "--dir", dir];
+    // Protected mode refuses every client not on loopback; elsewhere `host` is on a network of
+    // the test's own (a namespace link).
+    if (host !== "127.0.0.1") args.push("--protected-mode", "no");
+    const [cmd, argv] = inNetns(placement.netns, "redis-server", args);
+    // `ip netns exec` execs the command in its own process: `child` is redis-server itself.
+    child = spawn(cmd, argv, { stdio: "ignore" });
     await until(
       answers,
-      `redis-server on port ${port} (is redis-server installed? apt-get install redis-server)`,
+      `redis-server on ${host}:${port} (is redis-server installed? apt-get install redis-server)`,
     );
   };
   const kill = async () => {
@@ -72,9 +85,15 @@ export async function startRedisServer(): Promise<RedisServer> {
     child.kill("SIGKILL");
     await exited;
   };
-  await start();
+  try {
+    await start();
+  } catch (error) {
+    await kill();
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
   return {
-    url: `redis://127.0.0.1:${port}`,
+    url: `redis://${host}:${port}`,
     port,
     kill,
     start,
@@ -115,8 +134,9 @@ function run(command: string, args: string[]) {
   return execFileSync(cmd, argv, { encoding: "utf8", stdio: "pipe" });
 }
 
-export async function startPostgresServer(): Promise<PostgresServer> {
-  const port = await freePort();
+export async function startPostgresServer(placement: ServerPlacement = {}): Promise<PostgresServer> {
+  const host = placement.host ?? "127.0.0.1";
+  const port = placement.port ?? (placement.netns === undefined ? await freePort() : 5432);
   const dir = mkdtempSync(join(tmpdir(), "lovage-pg-"));
   const data = join(dir, "data");
   if (process.getuid?.() === 0) {
@@ -126,17 +146,34 @@ export async function startPostgresServer(): Promise<PostgresServer> {
     chownSync(dir, uid, gid);
   }
   run(postgresBin("initdb"), ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
-  const options = `-p ${port} -c listen_addresses=127.0.0.1 -k ${dir} -c fsync=off -c max_connections=200`;
+  if (host !== "127.0.0.1") {
+    // initdb's pg_hba.conf trusts local sockets and loopback only: also trust the hosts on the
+    // networks this server is directly on (the test's own namespace links).
+    appendFileSync(join(data, "pg_hba.conf"), "host all all samenet trust\n");
+  }
+  // Inside a namespace: `ip netns exec NS runuser -u postgres -- pg_ctl …`.
+  const runHere = (command: string, args: string[]) => {
+    const [cmd, argv] = asPostgres(command, args);
+    const [outer, outerArgs] = inNetns(placement.netns, cmd, argv);
+    return execFileSync(outer, outerArgs, { encoding: "utf8", stdio: "pipe" });
+  };
+  const options = `-p ${port} -c listen_addresses=${host} -k ${dir} -c fsync=off -c max_connections=200`;
   const startServer = async () => {
-    run(postgresBin("pg_ctl"), ["-D", data, "-o", options, "-l", join(dir, "log"), "-w", "start"]);
+    runHere(postgresBin("pg_ctl"), ["-D", data, "-o", options, "-l", join(dir, "log"), "-w", "start"]);
   };
   const stopServer = async () => {
-    run(postgresBin("pg_ctl"), ["-D", data, "-m", "fast", "-w", "stop"]);
+    runHere(postgresBin("pg_ctl"), ["-D", data, "-m", "fast", "-w", "stop"]);
   };
-  await startServer();
-  run(postgresBin("createdb"), ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "lovage"]);
+  try {
+    await startServer();
+    runHere(postgresBin("createdb"), ["-h", host, "-p", String(port), "-U", "postgres", "lovage"]);
+  } catch (error) {
+    await stopServer().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
   return {
-    url: `postgres://postgres@127.0.0.1:${port}/lovage`,
+    url: `postgres://postgres@${host}:${port}/lovage`,
     port,
     startServer,
     stopServer,

@@ -66,6 +66,10 @@ export interface TestSmtpServerOptions {
   stage?: "rcpt" | "data";
   /** Keep `raw` and `text` of each accepted message. @defaultValue true */
   keepBodies?: boolean;
+  /** The address to listen on (e.g. a test network namespace's own). @defaultValue "127.0.0.1" */
+  host?: string;
+  /** @defaultValue 0: a free port */
+  port?: number;
 }
 
 type Outcome =
@@ -78,6 +82,7 @@ const headerEnd = Buffer.from("\r\n\r\n");
 export async function startTestSmtpServer(options: TestSmtpServerOptions = {}): Promise<TestSmtpServer> {
   const stage = options.stage ?? "rcpt";
   const keepBodies = options.keepBodies ?? true;
+  const host = options.host ?? "127.0.0.1";
   let script: Script = options.script ?? (() => "accept");
   let closed = false;
 
@@ -224,7 +229,7 @@ export async function startTestSmtpServer(options: TestSmtpServerOptions = {}): 
 
   await new Promise<void>((ready, fail) => {
     server.server.once("error", fail);
-    server.listen(0, "127.0.0.1", () => {
+    server.listen(options.port ?? 0, host, () => {
       server.server.off("error", fail);
       ready();
     });
@@ -237,7 +242,7 @@ export async function startTestSmtpServer(options: TestSmtpServerOptions = {}): 
 
   let closing: Promise<void> | undefined;
   return {
-    url: `smtp://127.0.0.1:${port}`,
+    url: `smtp://${host}:${port}`,
     port,
     received,
     deliveries: (address) => deliveryCounts.get(address.toLowerCase()) ?? 0,
