@@ -227,72 +227,42 @@ export type Outcome =
   | { kind: "unknown"; code: number | null; error: string };
 
 /**
- * Records the outcome of one SMTP attempt and its attempt row, together. Only a row this
- * attempt holds (`sending`, or `unknown` if its lease ran out meanwhile) is changed.
+ * Records the outcome of one SMTP attempt and its attempt row in one statement (atomic without
+ * a transaction, and one round trip: this runs once per email). Only a row this attempt holds
+ * (`sending`, or `unknown` if its lease ran out meanwhile) is changed; the attempt is always kept.
  */
 export async function recordOutcome(
-  db: Kysely<Database>,
+  db: Db,
   recipient: { id: number; campaignId: number; attempt: number; startedAt: Date },
   outcome: Outcome,
   worker: string,
 ): Promise<void> {
-  await db.transaction().execute(async (trx) => {
-    const base = trx
-      .updateTable("lovage.recipients")
-      .where("id", "=", recipient.id)
-      .where("status", "in", ["sending", "unknown"]);
-    switch (outcome.kind) {
-      case "sent":
-        await base
-          .set({
-            status: "sent",
-            sent_at: new Date(),
-            message_id: outcome.messageId,
-            last_response: outcome.response,
-            last_error: null,
-            lease_expires_at: null,
-          })
-          .execute();
-        break;
-      case "retry":
-        await base
-          .set({
-            status: "pending",
-            batch_job_id: null,
-            next_attempt_at: outcome.retryAt,
-            last_error: outcome.error,
-            last_response: null,
-            lease_expires_at: null,
-          })
-          .execute();
-        break;
-      case "failed":
-      case "unknown":
-        await base
-          .set({
-            status: outcome.kind,
-            last_error: outcome.error,
-            last_response: null,
-            lease_expires_at: null,
-          })
-          .execute();
-        break;
-    }
-    await trx
-      .insertInto("lovage.attempts")
-      .values({
-        recipient_id: recipient.id,
-        campaign_id: recipient.campaignId,
-        attempt: recipient.attempt,
-        outcome: outcome.kind,
-        smtp_code: outcome.kind === "sent" ? 250 : outcome.code,
-        response: outcome.kind === "sent" ? outcome.response : null,
-        error: outcome.kind === "sent" ? null : outcome.error,
-        worker,
-        started_at: recipient.startedAt,
-      })
-      .execute();
-  });
+  let changes;
+  switch (outcome.kind) {
+    case "sent":
+      changes = sql`status = 'sent', sent_at = now(), message_id = ${outcome.messageId},
+        last_response = ${outcome.response}, last_error = NULL`;
+      break;
+    case "retry":
+      changes = sql`status = 'pending', batch_job_id = NULL, next_attempt_at = ${outcome.retryAt},
+        last_error = ${outcome.error}, last_response = NULL`;
+      break;
+    case "failed":
+    case "unknown":
+      changes = sql`status = ${outcome.kind}, last_error = ${outcome.error}, last_response = NULL`;
+      break;
+  }
+  const sent = outcome.kind === "sent";
+  await sql`
+    WITH changed AS (
+      UPDATE lovage.recipients SET ${changes}, lease_expires_at = NULL
+      WHERE id = ${recipient.id} AND status IN ('sending', 'unknown')
+    )
+    INSERT INTO lovage.attempts
+      (recipient_id, campaign_id, attempt, outcome, smtp_code, response, error, worker, started_at)
+    VALUES (${recipient.id}, ${recipient.campaignId}, ${recipient.attempt}, ${outcome.kind},
+      ${sent ? 250 : outcome.code}, ${sent ? outcome.response : null}, ${sent ? null : outcome.error},
+      ${worker}, ${recipient.startedAt})`.execute(db);
 }
 
 /**
