@@ -1,6 +1,23 @@
 /** The mail catcher's messages, newest first. */
-import type { CaughtMessage } from "../mail/catcher.js";
 import type { Db } from "./recipients.js";
+
+/** A message as the mail catcher received it. */
+export interface CaughtMessage {
+  receivedAt: Date;
+  envelopeFrom: string;
+  envelopeTo: string[];
+  messageId: string | null;
+  subject: string;
+  /** The From header as displayed, e.g. `"Lan Nguyễn" <lan@example.com>`. */
+  from: string;
+  /** The To header, one `Name <address>` or `address` per mailbox. */
+  to: string[];
+  text: string;
+  html: string | null;
+  /** Header names in lower case; a repeated header's values are joined by "\n". */
+  headers: Record<string, string>;
+  sizeBytes: number;
+}
 
 export async function saveCaughtMessage(db: Db, message: CaughtMessage): Promise<void> {
   await db

@@ -11,23 +11,9 @@
 import type { Socket } from "node:net";
 import { simpleParser, type AddressObject, type EmailAddress, type ParsedMail } from "mailparser";
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from "smtp-server";
+import type { CaughtMessage } from "../db/caught-messages.js";
 
-export interface CaughtMessage {
-  receivedAt: Date;
-  envelopeFrom: string;
-  envelopeTo: string[];
-  messageId: string | null;
-  subject: string;
-  /** The From header as displayed, e.g. `"Lan Nguyễn" <lan@example.com>`. */
-  from: string;
-  /** The To header, one `Name <address>` or `address` per mailbox. */
-  to: string[];
-  text: string;
-  html: string | null;
-  /** Header names in lower case; a repeated header's values are joined by "\n". */
-  headers: Record<string, string>;
-  sizeBytes: number;
-}
+export type { CaughtMessage };
 
 export interface CaughtMessageStore {
   saveCaughtMessage(message: CaughtMessage): Promise<void>;
