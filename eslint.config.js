@@ -18,4 +18,26 @@ export default tseslint.config(
       "@typescript-eslint/require-await": "off",
     },
   },
+  // Imports point one way: cli, api → mail → queue, db. queue/ could be published alone.
+  {
+    files: ["src/queue/**/*.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        { patterns: ["../db/*", "../mail/*", "../api/*", "../cli/*", "../main.js"] },
+      ],
+    },
+  },
+  {
+    files: ["src/db/**/*.ts"],
+    rules: {
+      "no-restricted-imports": ["error", { patterns: ["../mail/*", "../api/*", "../cli/*", "../main.js"] }],
+    },
+  },
+  {
+    files: ["src/mail/**/*.ts"],
+    rules: {
+      "no-restricted-imports": ["error", { patterns: ["../api/*", "../cli/*", "../main.js", "../../api/*"] }],
+    },
+  },
 );
