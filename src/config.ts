@@ -28,7 +28,7 @@ export interface Config {
   readonly adminPassword: string | undefined;
   /** `LOVAGE_TASKS`: comma-separated module paths whose exported tasks are registered; default: the bundled `add` example. */
   readonly taskModules: readonly string[];
-  /** `LOVAGE_CONCURRENCY`, default 10: jobs one worker process runs at once. */
+  /** `LOVAGE_CONCURRENCY`, default 20: jobs one worker process runs at once (keep it at least the SMTP pool size: a batch sends one message at a time). */
   readonly concurrency: number;
   /** `LOVAGE_QUEUES`: queues a worker listens on; default all of them. */
   readonly queues: readonly string[] | undefined;
@@ -42,7 +42,7 @@ export interface Config {
   readonly leaseMs: number;
   /** `LOVAGE_JOB_LOCK_MS`, default 30000: a job whose worker stops renewing its lock this long is taken over by another. */
   readonly jobLockMs: number;
-  /** `LOVAGE_SMTP_POOL_SIZE`, default 5: connections per SMTP server per worker process. */
+  /** `LOVAGE_SMTP_POOL_SIZE`, default 10: connections per SMTP server per worker process; against a remote server it bounds the rate (connections ÷ round trip). */
   readonly smtpPoolSize: number;
   /** `LOVAGE_SMTP_TIMEOUT_MS`, default 30000: socket and greeting timeout per SMTP transaction. */
   readonly smtpTimeoutMs: number;
@@ -143,14 +143,14 @@ export function loadConfig(env: Env): Config {
     jwtSecret,
     adminPassword,
     taskModules: list("LOVAGE_TASKS") ?? DEFAULT_TASK_MODULES,
-    concurrency: integer("LOVAGE_CONCURRENCY", 10, 1, 1000),
+    concurrency: integer("LOVAGE_CONCURRENCY", 20, 1, 1000),
     queues: list("LOVAGE_QUEUES"),
     batchSize: integer("LOVAGE_BATCH_SIZE", 50, 1, 10_000),
     maxAttempts: integer("LOVAGE_MAX_ATTEMPTS", 5, 1, 100),
     retryBaseMs: integer("LOVAGE_RETRY_BASE_MS", 10_000, 0),
     leaseMs: integer("LOVAGE_LEASE_MS", 120_000, 1_000),
     jobLockMs: integer("LOVAGE_JOB_LOCK_MS", 30_000, 1_000),
-    smtpPoolSize: integer("LOVAGE_SMTP_POOL_SIZE", 5, 1, 100),
+    smtpPoolSize: integer("LOVAGE_SMTP_POOL_SIZE", 10, 1, 100),
     smtpTimeoutMs: integer("LOVAGE_SMTP_TIMEOUT_MS", 30_000, 100),
     maxUploadBytes: integer("LOVAGE_MAX_UPLOAD_BYTES", 100 * 1024 * 1024, 1024),
     maxBodyBytes: integer("LOVAGE_MAX_BODY_BYTES", 10 * 1024 * 1024, 1024),
