@@ -183,7 +183,7 @@ lines.push(
     "Peak RSS: the high-water mark over the process's life (start-up included), summed over " +
     "processes; CPU: user + system during the run, of the sending processes only (not the sink, " +
     `Redis or PostgreSQL). The raw pool is one process with one pool of ${poolSize} connections; ` +
-    `each Lovage worker process has its own pool of ${lovage.env.LOVAGE_SMTP_POOL_SIZE ?? "5"}.`,
+    `each Lovage worker process has its own pool of ${lovage.env.LOVAGE_SMTP_POOL_SIZE ?? poolSize}.`,
 );
 
 for (const id of ["embedded", "redis-1", "redis-3", "postgres-1"]) {
