@@ -41,15 +41,18 @@ LOVAGE_BROKER_URL, LOVAGE_SMTP_URL, PORT, LOVAGE_ADMIN_PASSWORD, …).`,
           );
         }
         console.log(`  API documentation: ${lovage.url}/api/docs`);
+        if (lovage.catcherUrl) {
+          console.log(`  Mail catcher: ${lovage.catcherUrl} (caught messages are shown in the dashboard)`);
+        }
       }
       if (lovage.worker) {
         const w = lovage.worker;
+        // Tests and scripts wait for this line to know a worker is ready.
         console.log(
           `Lovage worker ${w.id} is running (queues ${w.queues.join(", ")}, concurrency ${w.concurrency})`,
         );
+        if (!lovage.url && lovage.catcherUrl) console.log(`  Mail catcher: ${lovage.catcherUrl}`);
       }
-      if (lovage.catcherUrl)
-        console.log(`  Mail catcher: ${lovage.catcherUrl} (caught messages are shown in the dashboard)`);
       console.log("");
 
       return new Promise<number>((resolve) => {
