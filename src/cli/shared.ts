@@ -18,11 +18,17 @@ export interface Command {
   run(args: string[], env: NodeJS.ProcessEnv): Promise<number>;
 }
 
+type WithHelp<T> = T & { help: { type: "boolean"; short: "h" } };
+/** What parseArgs returns for these options (named so that declarations can be emitted). */
+export type Parsed<T> = ReturnType<
+  typeof parseArgs<{ args: string[]; options: WithHelp<T>; allowPositionals: boolean; strict: true }>
+>;
+
 export function parse<T extends NonNullable<ParseArgsConfig["options"]>>(
   args: string[],
   options: T,
   allowPositionals = false,
-) {
+): Parsed<T> {
   try {
     return parseArgs({
       args,
