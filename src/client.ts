@@ -2,8 +2,7 @@
  * A client for a running Lovage over HTTP: the same `send(task, input)` and `job.result()` as
  * the in-process producer, for scripts and other services. It only speaks the public API.
  */
-import { TaskFailedError } from "./queue/errors.js";
-import type { JobHandle, JobInfo } from "./queue/producer.js";
+import { pollJob, type JobHandle, type JobInfo } from "./queue/producer.js";
 import type { SendOptions, TaskDefinition } from "./queue/task.js";
 
 export interface ClientOptions {
@@ -87,19 +86,6 @@ export async function connect(options: ClientOptions = {}): Promise<LovageClient
       `/api/tasks/${encodeURIComponent(id)}`,
     );
 
-  async function waitForResult(id: string, timeoutMs = 5 * 60_000): Promise<unknown> {
-    const deadline = Date.now() + timeoutMs;
-    let intervalMs = 25;
-    for (;;) {
-      const job = await getJob(id);
-      if (job.state === "completed") return job.result;
-      if (job.state === "failed") throw new TaskFailedError(id, job.error ?? "unknown error");
-      if (Date.now() > deadline) throw new Error(`job ${id} did not finish within ${timeoutMs} ms`);
-      await new Promise((resolve) => setTimeout(resolve, intervalMs));
-      intervalMs = Math.min(intervalMs * 2, 500);
-    }
-  }
-
   return {
     url,
     get token() {
@@ -115,7 +101,7 @@ export async function connect(options: ClientOptions = {}): Promise<LovageClient
       });
       const handle: JobHandle<Awaited<O>> = {
         id,
-        result: (resultOptions) => waitForResult(id, resultOptions?.timeoutMs) as Promise<Awaited<O>>,
+        result: (resultOptions) => pollJob(getJob, id, resultOptions?.timeoutMs) as Promise<Awaited<O>>,
       };
       return handle;
     },

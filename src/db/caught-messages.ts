@@ -1,5 +1,7 @@
 /** The mail catcher's messages, newest first. */
+import type { Selectable } from "kysely";
 import type { Db } from "./recipients.js";
+import type { CaughtMessagesTable } from "./schema.js";
 
 /** A message as the mail catcher received it. */
 export interface CaughtMessage {
@@ -38,21 +40,27 @@ export async function saveCaughtMessage(db: Db, message: CaughtMessage): Promise
     .execute();
 }
 
-export async function listCaughtMessages(db: Db, limit: number) {
-  const rows = await db
-    .selectFrom("lovage.caught_messages")
-    .select(["id", "received_at", "from_header", "to_header", "subject", "message_id"])
-    .orderBy("id", "desc")
-    .limit(limit)
-    .execute();
-  return rows.map((row) => ({
+const SUMMARY = ["id", "received_at", "from_header", "to_header", "subject", "message_id"] as const;
+
+function summary(row: Pick<Selectable<CaughtMessagesTable>, (typeof SUMMARY)[number]>) {
+  return {
     id: row.id,
     receivedAt: row.received_at.toISOString(),
     from: row.from_header,
     to: row.to_header,
     subject: row.subject,
     messageId: row.message_id,
-  }));
+  };
+}
+
+export async function listCaughtMessages(db: Db, limit: number) {
+  const rows = await db
+    .selectFrom("lovage.caught_messages")
+    .select(SUMMARY)
+    .orderBy("id", "desc")
+    .limit(limit)
+    .execute();
+  return rows.map(summary);
 }
 
 export async function getCaughtMessage(db: Db, id: number) {
@@ -61,16 +69,5 @@ export async function getCaughtMessage(db: Db, id: number) {
     .selectAll()
     .where("id", "=", id)
     .executeTakeFirst();
-  if (!row) return undefined;
-  return {
-    id: row.id,
-    receivedAt: row.received_at.toISOString(),
-    from: row.from_header,
-    to: row.to_header,
-    subject: row.subject,
-    messageId: row.message_id,
-    text: row.text_body,
-    html: row.html_body,
-    headers: row.headers,
-  };
+  return row && { ...summary(row), text: row.text_body, html: row.html_body, headers: row.headers };
 }

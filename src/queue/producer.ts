@@ -50,6 +50,29 @@ export class SendOptionsError extends Error {
   }
 }
 
+/**
+ * Waits for a job's result by reading its state until it is completed (the result) or failed
+ * (TaskFailedError). Polling works the same on every backend and over HTTP, and survives a
+ * reconnect; the interval grows so that a long job costs few reads.
+ */
+export async function pollJob(
+  read: (id: string) => Promise<Pick<JobInfo, "state" | "result" | "error"> | undefined>,
+  id: string,
+  timeoutMs = 5 * 60_000,
+): Promise<unknown> {
+  const deadline = Date.now() + timeoutMs;
+  let intervalMs = 20;
+  for (;;) {
+    const job = await read(id);
+    if (!job) throw new Error(`job ${id} not found (it may have been removed after completing)`);
+    if (job.state === "completed") return job.result;
+    if (job.state === "failed") throw new TaskFailedError(id, job.error ?? "unknown error");
+    if (Date.now() > deadline) throw new Error(`job ${id} did not finish within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+    intervalMs = Math.min(intervalMs * 2, 500);
+  }
+}
+
 export interface Producer {
   send<I, O>(task: TaskDefinition<I, O>, input: I, options?: SendOptions): Promise<JobHandle<Awaited<O>>>;
   getJob(id: string): Promise<JobInfo | undefined>;
@@ -93,21 +116,8 @@ export function createProducer(broker: Broker): Producer {
     };
   }
 
-  async function waitForResult(id: string, options: { timeoutMs?: number } = {}): Promise<unknown> {
-    const deadline = Date.now() + (options.timeoutMs ?? 5 * 60_000);
-    // Polling works the same on every backend and survives a broker reconnect; the interval
-    // grows so that a long job costs few reads.
-    let intervalMs = 20;
-    for (;;) {
-      const job = await getJob(id);
-      if (!job) throw new Error(`job ${id} not found (it may have been removed after completing)`);
-      if (job.state === "completed") return job.result;
-      if (job.state === "failed") throw new TaskFailedError(id, job.error ?? "unknown error");
-      if (Date.now() > deadline) throw new Error(`job ${id} did not finish within ${options.timeoutMs} ms`);
-      await new Promise((resolve) => setTimeout(resolve, intervalMs));
-      intervalMs = Math.min(intervalMs * 2, 500);
-    }
-  }
+  const waitForResult = (id: string, options: { timeoutMs?: number } = {}) =>
+    pollJob(getJob, id, options.timeoutMs);
 
   return {
     async send<I, O>(task: TaskDefinition<I, O>, input: I, options: SendOptions = {}) {
