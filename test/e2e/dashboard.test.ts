@@ -79,6 +79,7 @@ describe("the dashboard", () => {
   afterAll(async () => {
     await browser?.close();
     await server?.stop();
+    await server?.dispose();
   });
 
   async function fillCampaignFields(subject: string, text: string): Promise<void> {

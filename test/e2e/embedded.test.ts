@@ -22,7 +22,8 @@ describe("lovage start (embedded)", () => {
   });
 
   afterEach(async () => {
-    for (const lovage of processes.splice(0)) await lovage.kill();
+    // Newest first: a restarted process runs on the directory its predecessor made.
+    for (const lovage of processes.splice(0).reverse()) await lovage.dispose();
   });
 
   afterAll(async () => {

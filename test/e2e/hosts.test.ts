@@ -107,7 +107,7 @@ describe.skipIf(unavailable !== undefined)("Lovage on five hosts in network name
   afterAll(async () => {
     // Each step on its own: one failing must not leave the rest (and the namespaces) behind.
     const steps: (() => Promise<unknown>)[] = [
-      () => Promise.all(lovages.map((lovage) => lovage.kill())),
+      () => Promise.all(lovages.map((lovage) => lovage.dispose())),
       async () => {
         if (sink && sink.child.exitCode === null) {
           const exited = new Promise((done) => sink!.child.once("exit", done));

@@ -40,7 +40,7 @@ export async function startCluster(options: {
     apis.push(...more);
     await Promise.all(Array.from({ length: options.workers ?? 1 }, addWorker));
   } catch (error) {
-    await Promise.all([...apis, ...workers].map((p) => p.kill()));
+    await Promise.all([...apis, ...workers].map((p) => p.dispose()));
     throw error;
   }
   return {
@@ -49,7 +49,7 @@ export async function startCluster(options: {
     api: apis[0]!,
     addWorker,
     async stop() {
-      await Promise.all([...workers, ...apis].map((p) => p.kill()));
+      await Promise.all([...workers, ...apis].map((p) => p.dispose()));
     },
   };
 }

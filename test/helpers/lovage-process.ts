@@ -4,7 +4,7 @@
  * crash tests, which need a process they can kill.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -22,8 +22,10 @@ export interface LovageProcess {
   output(): string;
   /** SIGTERM, and the exit code. */
   stop(): Promise<number | null>;
-  /** SIGKILL: no chance to clean up. */
+  /** SIGKILL: no chance to clean up. The data directory stays, for a restart on it. */
   kill(): Promise<void>;
+  /** Kills it if it runs, and removes the data directory if this helper made it. */
+  dispose(): Promise<void>;
 }
 
 export async function startLovage(
@@ -109,6 +111,11 @@ export async function startLovage(
     async kill() {
       if (child.exitCode === null) child.kill("SIGKILL");
       await exited;
+    },
+    async dispose() {
+      if (child.exitCode === null) child.kill("SIGKILL");
+      await exited;
+      if (!options.dataDir) rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }
