@@ -78,6 +78,18 @@ export function validateCampaignInput(input: CampaignInput, defaultFrom: string)
   return { name: name.slice(0, 200), from, subject: subject!, text, html, priority, sendAt };
 }
 
+/**
+ * The recipients as given, with a file that cannot be read at all (a CSV without an email
+ * column, an unclosed quote) reported as bad input rather than as a failure of the server.
+ */
+async function* readable(items: Iterable<ParseItem> | AsyncIterable<ParseItem>): AsyncGenerator<ParseItem> {
+  try {
+    yield* items;
+  } catch (error) {
+    throw new InvalidCampaignError(`recipients: ${(error as Error).message}`, null);
+  }
+}
+
 export interface CreatedCampaign {
   campaignId: number;
   accepted: number;
@@ -120,7 +132,7 @@ export async function createCampaign(
       }
       chunk = [];
     };
-    for await (const item of items) {
+    for await (const item of readable(items)) {
       if (!item.ok) {
         reject(item.rejected);
         continue;

@@ -429,6 +429,22 @@ describe("the HTTP API", () => {
       ]);
     });
 
+    it("refuses a CSV without an email column with 400 naming the columns it found, and stores nothing", async () => {
+      const before = await campaignCount();
+      const response = await call({
+        method: "POST",
+        url: "/api/campaigns",
+        ...(await multipart([
+          ["subject", "No email column"],
+          ["text", "Hello"],
+          ["file", { filename: "list.csv", content: "name,mail\nBob,bob@example.com\n" }],
+        ])),
+      });
+      const error = expectError(response, 400, "bad_request");
+      expect(error.message).toMatch(/^recipients: CSV header has no "email" column \(found: name, mail\)/);
+      expect(await campaignCount()).toBe(before);
+    });
+
     it("refuses an unknown placeholder, naming it, and stores nothing", async () => {
       const before = await campaignCount();
       const response = await call({
@@ -790,9 +806,13 @@ describe("the HTTP API", () => {
 
     it("answers 400 naming the problem for input that fails the task's schema", async () => {
       const error = expectError(await send({ input: { a: "x" } }), 400, "bad_request");
-      expect(error.message).toMatch(/^input of task add is invalid/);
-      expect(error.message).toMatch(/expected number, received string/);
-      expect(error.message).toMatch(/"a"/);
+      expect(error.message).toMatch(
+        /^input of task add is invalid: a: .*expected number, received string; b: /,
+      );
+      expect(error.details).toEqual([
+        { field: "a", reason: expect.stringMatching(/expected number, received string/) as unknown },
+        { field: "b", reason: expect.stringMatching(/expected number, received undefined/) as unknown },
+      ]);
     });
 
     it("answers 400 listing bad send options", async () => {

@@ -65,9 +65,21 @@ export async function taskRoutes(app: FastifyInstance, deps: AppDeps): Promise<v
       try {
         input = task.input ? task.input.parse(request.body?.input) : request.body?.input;
       } catch (error) {
+        const issues = (error as { issues?: { path?: PropertyKey[]; message: string }[] }).issues;
+        if (!issues)
+          throw new ApiError(
+            "bad_request",
+            `input of task ${task.name} is invalid: ${(error as Error).message}`,
+          );
+        // A zod-like parser lists each problem with its path: say each one, with its field.
+        const problems = issues.map((issue) => ({
+          field: issue.path && issue.path.length > 0 ? issue.path.map(String).join(".") : "input",
+          reason: issue.message,
+        }));
         throw new ApiError(
           "bad_request",
-          `input of task ${task.name} is invalid: ${(error as Error).message}`,
+          `input of task ${task.name} is invalid: ${problems.map((p) => `${p.field}: ${p.reason}`).join("; ")}`,
+          problems,
         );
       }
       const job = await deps.producer.send(task, input, options);
