@@ -19,11 +19,12 @@ import { forgetOldWorkers, recordHeartbeat } from "./db/workers.js";
 import { openMailCatcher, type MailCatcher } from "./mail/catcher.js";
 import { createDispatcher, type Dispatcher } from "./mail/dispatcher.js";
 import { createSendBatchTask } from "./mail/send-batch.js";
+import { createDispatchStore, createSendStore } from "./stores.js";
 import { createSmtpTransport, type Transport } from "./mail/transport-pool.js";
 import { openBroker, type Broker } from "./queue/connection.js";
 import { createProducer } from "./queue/producer.js";
 import { TaskRegistry, type AnyTask } from "./queue/task.js";
-import { startWorker, type RunningWorker } from "./queue/worker.js";
+import { createWorkerId, startWorker, type RunningWorker } from "./queue/worker.js";
 
 export interface Roles {
   /** HTTP API, dashboard and dispatcher. */
@@ -121,22 +122,154 @@ function startHeartbeat(store: Store, worker: RunningWorker, logger: Logger): ()
   };
 }
 
+/** Something opened that main closes, in reverse order. */
+interface Opened {
+  close(): Promise<void> | void;
+}
+
+/** The store, migrated; on an embedded store, rows a crash left `sending` become `unknown`. */
+export async function openStore(config: Config, logger: Logger): Promise<Store> {
+  const store = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  if (store.kind === "embedded") {
+    try {
+      // One process owns an embedded data directory: any row still `sending` was left by a
+      // process that died mid-transaction, so it cannot wait for a lease to run out.
+      const expired = await expireLeases(store.db, { all: true });
+      if (expired > 0) logger.warn({ expired }, "recipients left sending by a crash are now unknown");
+    } catch (error) {
+      await store.close();
+      throw error;
+    }
+  }
+  return store;
+}
+
+/** The one place that picks the broker: Redis when given, else BullMQ on the store's database. */
+export function openBrokerFor(
+  config: Pick<Config, "brokerUrl" | "databaseUrl">,
+  store: Store,
+): Promise<Broker> {
+  return openBroker(
+    config.brokerUrl
+      ? { kind: "redis", url: config.brokerUrl }
+      : store.kind === "postgres"
+        ? { kind: "postgres", connectionString: config.databaseUrl! }
+        : { kind: "embedded", pool: store.pool },
+  );
+}
+
+/** The worker role: SMTP (or the mail catcher), the send-batch task and the user's tasks, heartbeats. */
+async function startWorkerRole(
+  config: Config,
+  parts: { store: Store; broker: Broker; userTasks: TaskRegistry; logger: Logger },
+  opened: Opened[],
+): Promise<{ worker: RunningWorker; catcherUrl: string | undefined }> {
+  const { store, broker, logger } = parts;
+  let smtpUrls = config.smtpUrls;
+  let catcher: MailCatcher | undefined;
+  if (smtpUrls.length === 0) {
+    catcher = await openMailCatcher({
+      store: { saveCaughtMessage: (message) => saveCaughtMessage(store.db, message) },
+      port: config.catcherPort,
+      logger,
+    });
+    opened.push(catcher);
+    smtpUrls = [catcher.url];
+  }
+  const transport: Transport = createSmtpTransport(smtpUrls, {
+    poolSize: config.smtpPoolSize,
+    timeoutMs: config.smtpTimeoutMs,
+  });
+  opened.push(transport);
+  const workerId = createWorkerId();
+  const tasks = new TaskRegistry().register(
+    ...parts.userTasks.all(),
+    createSendBatchTask({
+      store: createSendStore(store.db),
+      transport,
+      workerId,
+      maxAttempts: config.maxAttempts,
+      retryBaseMs: config.retryBaseMs,
+      leaseMs: config.leaseMs,
+      logger,
+    }),
+  );
+  const worker = await startWorker({
+    id: workerId,
+    broker,
+    registry: tasks,
+    queues: config.queues,
+    concurrency: config.concurrency,
+    lockDurationMs: config.jobLockMs,
+    logger,
+  });
+  opened.push({ close: () => worker.close({ timeoutMs: config.shutdownTimeoutMs }) });
+  opened.push({ close: startHeartbeat(store, worker, logger) });
+  return { worker, catcherUrl: catcher?.url };
+}
+
+/** The API role: users and the signing secret, the dispatcher, and the HTTP server. */
+async function startApiRole(
+  config: Config,
+  parts: { store: Store; broker: Broker; userTasks: TaskRegistry; logger: Logger },
+  opened: Opened[],
+): Promise<{ url: string; generatedAdminPassword: string | undefined }> {
+  const { store, broker, logger } = parts;
+  const jwtSecret =
+    config.jwtSecret ??
+    (await getOrCreateSetting(store.db, "jwt_secret", () => randomBytes(48).toString("base64url")));
+  let generatedAdminPassword: string | undefined;
+  if (config.adminPassword) {
+    await upsertUser(store.db, ADMIN_USER, config.adminPassword);
+  } else {
+    const candidate = randomBytes(12).toString("base64url");
+    if (await createUserIfMissing(store.db, ADMIN_USER, candidate)) generatedAdminPassword = candidate;
+  }
+  const producer = createProducer(broker);
+  const dispatcher: Dispatcher = createDispatcher({
+    store: createDispatchStore(store.db),
+    producer,
+    batchSize: config.batchSize,
+    logger,
+  });
+  opened.push(dispatcher);
+  const app: FastifyInstance = await buildApp({
+    db: store.db,
+    broker,
+    producer,
+    registry: parts.userTasks,
+    dispatcher,
+    jwtSecret,
+    maxBodyBytes: config.maxBodyBytes,
+    maxUploadBytes: config.maxUploadBytes,
+    defaultFrom: DEFAULT_FROM,
+    workerTimeoutMs: WORKER_TIMEOUT_MS,
+    catcherEnabled: config.smtpUrls.length === 0,
+    ping: { database: store.ping, broker: broker.ping },
+    webRoot: fileURLToPath(new URL("../web", import.meta.url)),
+    logger: logger.child({ component: "http" }),
+  });
+  opened.push(app);
+  const address = await app.listen({ host: config.host, port: config.port });
+  return { url: address.replace("[::1]", "localhost"), generatedAdminPassword };
+}
+
 export async function startLovage(
   config: Config,
   roles: Roles,
   logger = createLogger(config),
 ): Promise<RunningLovage> {
-  const closers: (() => Promise<void> | void)[] = [];
+  const opened: Opened[] = [];
   const close = async () => {
-    for (const closer of closers.reverse()) {
+    for (const part of opened.reverse()) {
       try {
-        await closer();
+        await part.close();
       } catch (error) {
         // Keep closing the rest: a part that fails to close must not keep the others open.
         logger.error({ err: error }, "error while closing");
       }
     }
-    closers.length = 0;
+    opened.length = 0;
   };
 
   try {
@@ -148,114 +281,21 @@ export async function startLovage(
       },
       "starting",
     );
-    const store: Store = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
-    closers.push(() => store.close());
-    if (store.kind === "embedded") {
-      // One process owns an embedded data directory: any row still `sending` was left by a
-      // process that died mid-transaction, so it cannot wait for a lease to run out.
-      const expired = await expireLeases(store.db, { all: true });
-      if (expired > 0) logger.warn({ expired }, "recipients left sending by a crash are now unknown");
-    }
-
-    const broker: Broker = await openBroker(
-      config.brokerUrl
-        ? { kind: "redis", url: config.brokerUrl }
-        : store.kind === "postgres"
-          ? { kind: "postgres", connectionString: config.databaseUrl! }
-          : { kind: "embedded", pool: store.pool },
-    );
-    closers.push(() => broker.close());
-
-    const userTasks = await loadTasks(config.taskModules);
-    let catcher: MailCatcher | undefined;
-    let worker: RunningWorker | undefined;
-    if (roles.worker) {
-      let transport: Transport;
-      if (config.smtpUrls.length > 0) {
-        transport = createSmtpTransport(config.smtpUrls, {
-          poolSize: config.smtpPoolSize,
-          timeoutMs: config.smtpTimeoutMs,
-        });
-      } else {
-        catcher = await openMailCatcher({
-          store: { saveCaughtMessage: (message) => saveCaughtMessage(store.db, message) },
-          port: config.catcherPort,
-          logger,
-        });
-        closers.push(() => catcher!.close());
-        transport = createSmtpTransport([catcher.url], {
-          poolSize: config.smtpPoolSize,
-          timeoutMs: config.smtpTimeoutMs,
-        });
-      }
-      closers.push(() => transport.close());
-      const workerTasks = new TaskRegistry().register(...userTasks.all());
-      const workerId = `${process.pid}`;
-      workerTasks.register(
-        createSendBatchTask({
-          db: store.db,
-          transport,
-          workerId,
-          maxAttempts: config.maxAttempts,
-          retryBaseMs: config.retryBaseMs,
-          leaseMs: config.leaseMs,
-          logger,
-        }),
-      );
-      worker = await startWorker({
-        broker,
-        registry: workerTasks,
-        queues: config.queues,
-        concurrency: config.concurrency,
-        lockDurationMs: config.jobLockMs,
-        logger,
-      });
-      const started = worker;
-      closers.push(() => started.close({ timeoutMs: config.shutdownTimeoutMs }));
-      closers.push(startHeartbeat(store, started, logger));
-    }
-
-    let url: string | undefined;
-    let generatedAdminPassword: string | undefined;
-    if (roles.api) {
-      const jwtSecret =
-        config.jwtSecret ??
-        (await getOrCreateSetting(store.db, "jwt_secret", () => randomBytes(48).toString("base64url")));
-      if (config.adminPassword) {
-        await upsertUser(store.db, ADMIN_USER, config.adminPassword);
-      } else {
-        const candidate = randomBytes(12).toString("base64url");
-        if (await createUserIfMissing(store.db, ADMIN_USER, candidate)) generatedAdminPassword = candidate;
-      }
-      const dispatcher: Dispatcher = createDispatcher({
-        db: store.db,
-        broker,
-        batchSize: config.batchSize,
-        logger,
-      });
-      closers.push(() => dispatcher.close());
-      const app: FastifyInstance = await buildApp({
-        db: store.db,
-        broker,
-        producer: createProducer(broker),
-        registry: userTasks,
-        dispatcher,
-        jwtSecret,
-        maxBodyBytes: config.maxBodyBytes,
-        maxUploadBytes: config.maxUploadBytes,
-        defaultFrom: DEFAULT_FROM,
-        workerTimeoutMs: WORKER_TIMEOUT_MS,
-        catcherEnabled: config.smtpUrls.length === 0,
-        ping: { database: store.ping, broker: broker.ping },
-        webRoot: fileURLToPath(new URL("../web", import.meta.url)),
-        logger: logger.child({ component: "http" }),
-      });
-      closers.push(() => app.close());
-      const address = await app.listen({ host: config.host, port: config.port });
-      url = address.replace("[::1]", "localhost");
-    }
-
-    return { url, generatedAdminPassword, catcherUrl: catcher?.url, worker, logger, close };
+    const store = await openStore(config, logger);
+    opened.push(store);
+    const broker = await openBrokerFor(config, store);
+    opened.push(broker);
+    const parts = { store, broker, userTasks: await loadTasks(config.taskModules), logger };
+    const worker = roles.worker ? await startWorkerRole(config, parts, opened) : undefined;
+    const api = roles.api ? await startApiRole(config, parts, opened) : undefined;
+    return {
+      url: api?.url,
+      generatedAdminPassword: api?.generatedAdminPassword,
+      catcherUrl: worker?.catcherUrl,
+      worker: worker?.worker,
+      logger,
+      close,
+    };
   } catch (error) {
     await close();
     throw error;

@@ -2,7 +2,7 @@
 import type { CampaignRow } from "../db/campaigns.js";
 import {
   countsByCampaign,
-  sentLastMinute,
+  recentSendRates,
   type Db,
   type RecipientRow,
   type RecipientStatus,
@@ -32,7 +32,7 @@ const iso = (date: Date | null) => (date ? date.toISOString() : null);
 
 export async function presentCampaigns(db: Db, rows: CampaignRow[]): Promise<CampaignView[]> {
   const ids = rows.map((row) => row.id);
-  const [counts, rates] = await Promise.all([countsByCampaign(db, ids), sentLastMinute(db, ids)]);
+  const [counts, rates] = await Promise.all([countsByCampaign(db, ids), recentSendRates(db, ids)]);
   return rows.map((row) => {
     const c = counts.get(row.id)!;
     const ratePerMinute = rates.get(row.id) ?? 0;

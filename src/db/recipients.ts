@@ -96,7 +96,9 @@ function toRow(raw: RawRow): RecipientRow {
 
 /**
  * Inserts recipients, dropping addresses the campaign already has. Returns how many were
- * inserted and, for each dropped one, its line and the line of the address kept.
+ * inserted and, for each dropped one, its line and the line of the address kept. One statement
+ * per call whatever its size (the columns go as arrays), so a million-line upload costs a few
+ * hundred round trips.
  */
 export async function insertRecipients(
   db: Db,
@@ -104,35 +106,22 @@ export async function insertRecipients(
   recipients: readonly NewRecipient[],
 ): Promise<{ inserted: number; duplicates: { line: number; email: string; firstLine: number }[] }> {
   if (recipients.length === 0) return { inserted: 0, duplicates: [] };
-  const inserted = await db
-    .insertInto("lovage.recipients")
-    .values(
-      recipients.map((r) => ({
-        campaign_id: campaignId,
-        line: r.line,
-        email: r.email,
-        fields: JSON.stringify(r.fields),
-      })),
-    )
-    .onConflict((oc) => oc.columns(["campaign_id", "email"]).doNothing())
-    .returning("line")
-    .execute();
-  if (inserted.length === recipients.length) return { inserted: inserted.length, duplicates: [] };
-  const insertedLines = new Set(inserted.map((row) => row.line));
+  const inserted = await sql<{ line: number }>`
+    INSERT INTO lovage.recipients (campaign_id, line, email, fields)
+    SELECT ${campaignId}, line, email, fields::jsonb
+    FROM unnest(${recipients.map((r) => r.line)}::int[], ${recipients.map((r) => r.email)}::text[],
+      ${recipients.map((r) => JSON.stringify(r.fields))}::text[]) AS t(line, email, fields)
+    ON CONFLICT (campaign_id, email) DO NOTHING
+    RETURNING line`.execute(db);
+  if (inserted.rows.length === recipients.length) return { inserted: inserted.rows.length, duplicates: [] };
+  const insertedLines = new Set(inserted.rows.map((row) => row.line));
   const dropped = recipients.filter((r) => !insertedLines.has(r.line));
-  const kept = await db
-    .selectFrom("lovage.recipients")
-    .select(["email", "line"])
-    .where("campaign_id", "=", campaignId)
-    .where(
-      "email",
-      "in",
-      dropped.map((r) => r.email),
-    )
-    .execute();
-  const firstLineOf = new Map(kept.map((row) => [row.email, row.line]));
+  const kept = await sql<{ email: string; line: number }>`
+    SELECT email, line FROM lovage.recipients
+    WHERE campaign_id = ${campaignId} AND email = ANY(${dropped.map((r) => r.email)}::text[])`.execute(db);
+  const firstLineOf = new Map(kept.rows.map((row) => [row.email, row.line]));
   return {
-    inserted: inserted.length,
+    inserted: inserted.rows.length,
     duplicates: dropped.map((r) => ({
       line: r.line,
       email: r.email,
@@ -190,34 +179,34 @@ export async function staleQueuedBatches(db: Db, olderThanMs: number, limit = 50
   return result.rows.map((row) => row.batch_job_id);
 }
 
+/** Recipients queued across every campaign, from the counters (no scan of the log). */
 export async function countQueued(db: Db): Promise<number> {
-  const row = await db
-    .selectFrom("lovage.recipients")
-    .select(sql<number>`count(*)::int`.as("n"))
-    .where("status", "=", "queued")
-    .executeTakeFirstOrThrow();
-  return row.n;
+  const row = await sql<{ n: number }>`
+    SELECT coalesce(sum(n), 0)::int AS n FROM lovage.campaign_counts WHERE status = 'queued'`.execute(db);
+  return row.rows[0]?.n ?? 0;
 }
 
 /**
- * Moves one queued recipient of a sending campaign to `sending` with a lease, just before its
- * SMTP transaction, and counts the attempt. Returns the row, or undefined when it is not
- * queued any more (sent by another batch, paused, cancelled): then nothing must be sent.
+ * Moves the given queued recipients of a sending campaign to `sending` with a lease, just
+ * before their SMTP transactions, and counts the attempt. Returns the rows it moved, in id
+ * order; an id that is not queued any more (sent by another batch, paused, cancelled) is left
+ * out: nothing must be sent to it.
  */
 export async function claimForSending(
   db: Db,
-  recipientId: number,
+  recipientIds: readonly number[],
   leaseMs: number,
-): Promise<RecipientRow | undefined> {
+): Promise<RecipientRow[]> {
+  if (recipientIds.length === 0) return [];
   const result = await sql<RawRow>`
     UPDATE lovage.recipients r
     SET status = 'sending', attempts = r.attempts + 1, last_attempt_at = now(),
         lease_expires_at = now() + make_interval(secs => ${leaseMs / 1000})
     FROM lovage.campaigns c
-    WHERE r.id = ${recipientId} AND r.status = 'queued' AND c.id = r.campaign_id AND c.status = 'sending'
+    WHERE r.id = ANY(${[...recipientIds]}::int[]) AND r.status = 'queued'
+      AND c.id = r.campaign_id AND c.status = 'sending'
     RETURNING ${sql.join(ROW_COLUMNS.map((column) => sql.ref(`r.${column}`)))}`.execute(db);
-  const raw = result.rows[0];
-  return raw ? toRow(raw) : undefined;
+  return result.rows.map(toRow).sort((a, b) => a.id - b.id);
 }
 
 export type Outcome =
@@ -226,43 +215,57 @@ export type Outcome =
   | { kind: "failed"; code: number | null; error: string }
   | { kind: "unknown"; code: number | null; error: string };
 
+export interface AttemptRecord {
+  recipientId: number;
+  campaignId: number;
+  attempt: number;
+  startedAt: Date;
+  outcome: Outcome;
+}
+
 /**
- * Records the outcome of one SMTP attempt and its attempt row in one statement (atomic without
- * a transaction, and one round trip: this runs once per email). Only a row this attempt holds
- * (`sending`, or `unknown` if its lease ran out meanwhile) is changed; the attempt is always kept.
+ * Records the outcomes of a chunk of SMTP attempts and their attempt rows in one statement
+ * (atomic without a transaction, and one round trip per chunk). Only a row its attempt holds
+ * (`sending`, or `unknown` if its lease ran out meanwhile) is changed; the attempt is always
+ * kept.
  */
-export async function recordOutcome(
+export async function recordOutcomes(
   db: Db,
-  recipient: { id: number; campaignId: number; attempt: number; startedAt: Date },
-  outcome: Outcome,
+  records: readonly AttemptRecord[],
   worker: string,
 ): Promise<void> {
-  let changes;
-  switch (outcome.kind) {
-    case "sent":
-      changes = sql`status = 'sent', sent_at = now(), message_id = ${outcome.messageId},
-        last_response = ${outcome.response}, last_error = NULL`;
-      break;
-    case "retry":
-      changes = sql`status = 'pending', batch_job_id = NULL, next_attempt_at = ${outcome.retryAt},
-        last_error = ${outcome.error}, last_response = NULL`;
-      break;
-    case "failed":
-    case "unknown":
-      changes = sql`status = ${outcome.kind}, last_error = ${outcome.error}, last_response = NULL`;
-      break;
-  }
-  const sent = outcome.kind === "sent";
+  if (records.length === 0) return;
+  const column = <T>(pick: (record: AttemptRecord) => T) => records.map(pick);
+  const outcome = (r: AttemptRecord) => r.outcome;
   await sql`
-    WITH changed AS (
-      UPDATE lovage.recipients SET ${changes}, lease_expires_at = NULL
-      WHERE id = ${recipient.id} AND status IN ('sending', 'unknown')
+    WITH input AS (
+      SELECT * FROM unnest(
+        ${column((r) => r.recipientId)}::int[], ${column((r) => r.campaignId)}::int[],
+        ${column((r) => r.attempt)}::int[], ${column((r) => outcome(r).kind)}::text[],
+        ${column((r) => (r.outcome.kind === "sent" ? 250 : r.outcome.code))}::int[],
+        ${column((r) => (r.outcome.kind === "sent" ? r.outcome.response : null))}::text[],
+        ${column((r) => (r.outcome.kind === "sent" ? null : r.outcome.error))}::text[],
+        ${column((r) => (r.outcome.kind === "sent" ? r.outcome.messageId : null))}::text[],
+        ${column((r) => (r.outcome.kind === "retry" ? r.outcome.retryAt.toISOString() : null))}::timestamptz[],
+        ${column((r) => r.startedAt.toISOString())}::timestamptz[]
+      ) AS t(recipient_id, campaign_id, attempt, kind, smtp_code, response, error, message_id, retry_at, started_at)
+    ), changed AS (
+      UPDATE lovage.recipients r SET
+        status = CASE i.kind WHEN 'retry' THEN 'pending' ELSE i.kind END,
+        sent_at = CASE WHEN i.kind = 'sent' THEN now() ELSE r.sent_at END,
+        message_id = CASE WHEN i.kind = 'sent' THEN i.message_id ELSE r.message_id END,
+        last_response = i.response,
+        last_error = i.error,
+        batch_job_id = CASE WHEN i.kind = 'retry' THEN NULL ELSE r.batch_job_id END,
+        next_attempt_at = CASE WHEN i.kind = 'retry' THEN i.retry_at ELSE r.next_attempt_at END,
+        lease_expires_at = NULL
+      FROM input i
+      WHERE r.id = i.recipient_id AND r.status IN ('sending', 'unknown')
     )
     INSERT INTO lovage.attempts
       (recipient_id, campaign_id, attempt, outcome, smtp_code, response, error, worker, started_at)
-    VALUES (${recipient.id}, ${recipient.campaignId}, ${recipient.attempt}, ${outcome.kind},
-      ${sent ? 250 : outcome.code}, ${sent ? outcome.response : null}, ${sent ? null : outcome.error},
-      ${worker}, ${recipient.startedAt})`.execute(db);
+    SELECT recipient_id, campaign_id, attempt, kind, smtp_code, response, error, ${worker}, started_at
+    FROM input`.execute(db);
 }
 
 /**
@@ -285,6 +288,7 @@ export async function expireLeases(db: Db, options: { all?: boolean } = {}): Pro
   return Number(result.numUpdatedRows);
 }
 
+/** Counts by status per campaign, from the counters the triggers keep (migration 0003). */
 export async function countsByCampaign(
   db: Db,
   campaignIds: readonly number[],
@@ -292,13 +296,10 @@ export async function countsByCampaign(
   const counts = new Map<number, Record<RecipientStatus, number>>();
   for (const id of campaignIds) counts.set(id, emptyCounts());
   if (campaignIds.length === 0) return counts;
-  const rows = await db
-    .selectFrom("lovage.recipients")
-    .select(["campaign_id", "status", sql<number>`count(*)::int`.as("n")])
-    .where("campaign_id", "in", campaignIds)
-    .groupBy(["campaign_id", "status"])
-    .execute();
-  for (const row of rows) {
+  const rows = await sql<{ campaign_id: number; status: string; n: number }>`
+    SELECT campaign_id, status, n FROM lovage.campaign_counts
+    WHERE campaign_id = ANY(${[...campaignIds]}::int[])`.execute(db);
+  for (const row of rows.rows) {
     const forCampaign = counts.get(row.campaign_id);
     if (forCampaign && row.status in forCampaign) forCampaign[row.status as RecipientStatus] = row.n;
   }
@@ -309,17 +310,30 @@ export function emptyCounts(): Record<RecipientStatus, number> {
   return { pending: 0, queued: 0, sending: 0, sent: 0, failed: 0, skipped: 0, unknown: 0 };
 }
 
-/** Messages sent in the last minute, per campaign. */
-export async function sentLastMinute(db: Db, campaignIds: readonly number[]): Promise<Map<number, number>> {
+/**
+ * Messages sent per minute per campaign, over the last `windowMs` (or since the campaign's
+ * first attempt, when that is more recent), from the attempts index: the rows read are bounded
+ * by the rate, not by the campaign's size.
+ */
+export async function recentSendRates(
+  db: Db,
+  campaignIds: readonly number[],
+  windowMs = 10_000,
+): Promise<Map<number, number>> {
   if (campaignIds.length === 0) return new Map();
-  const rows = await db
-    .selectFrom("lovage.recipients")
-    .select(["campaign_id", sql<number>`count(*)::int`.as("n")])
-    .where("campaign_id", "in", campaignIds)
-    .where("sent_at", ">", new Date(Date.now() - 60_000))
-    .groupBy("campaign_id")
-    .execute();
-  return new Map(rows.map((row) => [row.campaign_id, row.n]));
+  const rows = await sql<{ campaign_id: number; n: number; first_ms: number }>`
+    SELECT campaign_id, count(*)::int AS n,
+      (extract(epoch FROM now() - min(finished_at)) * 1000)::float8 AS first_ms
+    FROM lovage.attempts
+    WHERE campaign_id = ANY(${[...campaignIds]}::int[]) AND outcome = 'sent'
+      AND finished_at > now() - make_interval(secs => ${windowMs / 1000})
+    GROUP BY campaign_id`.execute(db);
+  return new Map(
+    rows.rows.map((row) => {
+      const spanMs = Math.max(1_000, Math.min(windowMs, row.first_ms));
+      return [row.campaign_id, Math.round((row.n * 60_000) / spanMs)];
+    }),
+  );
 }
 
 export interface RecipientQuery {

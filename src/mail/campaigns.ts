@@ -3,10 +3,8 @@
  * transaction, report every rejected line (malformed or duplicate) with its place, and refuse
  * placeholders no recipient can fill. Nothing is kept if the campaign is refused.
  */
-import type { Kysely } from "kysely";
-import { insertCampaign, setCampaignTotal, type NewCampaign } from "../db/campaigns.js";
-import { insertRecipients, type NewRecipient } from "../db/recipients.js";
-import type { Database } from "../db/schema.js";
+import type { CampaignRow, CampaignStatus, NewCampaign } from "../db/campaigns.js";
+import type { NewRecipient, RecipientStatus } from "../db/recipients.js";
 import type { ParseItem, Rejected } from "./recipients/parse.js";
 import { validateEmail } from "./recipients/parse.js";
 import { compileTemplate, unknownPlaceholders } from "./render.js";
@@ -22,6 +20,29 @@ export class InvalidCampaignError extends Error {
   }
 }
 
+/** What the campaign lifecycle needs from the store; the wiring adapts the database to it. */
+export interface CampaignStore {
+  /** Runs `work` in one transaction, with a store whose every call is part of it. */
+  transaction<T>(work: (store: CampaignStore) => Promise<T>): Promise<T>;
+  insertCampaign(campaign: NewCampaign): Promise<number>;
+  /** Inserts recipients, dropping addresses the campaign already has (reported with the line kept). */
+  insertRecipients(
+    campaignId: number,
+    recipients: readonly NewRecipient[],
+  ): Promise<{ inserted: number; duplicates: { line: number; email: string; firstLine: number }[] }>;
+  setCampaignTotal(campaignId: number, total: number): Promise<void>;
+  getCampaign(id: number): Promise<CampaignRow | undefined>;
+  /** Moves the campaign from one of `from` to `to`; false when it was in none of them. */
+  transitionCampaign(
+    id: number,
+    from: readonly CampaignStatus[],
+    to: CampaignStatus,
+    reason?: string | null,
+  ): Promise<boolean>;
+  /** Moves the campaign's recipients in `from` to `to`; returns how many. */
+  moveRecipients(campaignId: number, from: readonly RecipientStatus[], to: RecipientStatus): Promise<number>;
+}
+
 export interface CampaignInput {
   name?: unknown;
   from?: unknown;
@@ -34,7 +55,8 @@ export interface CampaignInput {
 
 /** Most rejected lines reported back; the count beyond is still given. */
 const MAX_REPORTED_REJECTIONS = 10_000;
-const INSERT_CHUNK = 1_000;
+/** Recipients per insert statement: large enough that a million-line file is a few hundred. */
+const INSERT_CHUNK = 5_000;
 
 export function validateCampaignInput(input: CampaignInput, defaultFrom: string): NewCampaign {
   const problems: { field: string; reason: string }[] = [];
@@ -102,15 +124,15 @@ export interface CreatedCampaign {
  * read in chunks and never held whole.
  */
 export async function createCampaign(
-  db: Kysely<Database>,
+  store: CampaignStore,
   campaign: NewCampaign,
   items: Iterable<ParseItem> | AsyncIterable<ParseItem>,
 ): Promise<CreatedCampaign> {
   const templates = [campaign.subject, campaign.text, campaign.html]
     .filter((source): source is string => source !== null)
     .map(compileTemplate);
-  return db.transaction().execute(async (trx) => {
-    const campaignId = await insertCampaign(trx, campaign);
+  return store.transaction(async (trx) => {
+    const campaignId = await trx.insertCampaign(campaign);
     const rejected: Rejected[] = [];
     let rejectedCount = 0;
     let accepted = 0;
@@ -121,7 +143,7 @@ export async function createCampaign(
       if (rejected.length < MAX_REPORTED_REJECTIONS) rejected.push(item);
     };
     const flush = async () => {
-      const result = await insertRecipients(trx, campaignId, chunk);
+      const result = await trx.insertRecipients(campaignId, chunk);
       accepted += result.inserted;
       for (const duplicate of result.duplicates) {
         reject({
@@ -157,7 +179,7 @@ export async function createCampaign(
         { placeholders: unknown },
       );
     }
-    await setCampaignTotal(trx, campaignId, accepted);
+    await trx.setCampaignTotal(campaignId, accepted);
     return { campaignId, accepted, rejected, rejectedCount };
   });
 }

@@ -6,23 +6,38 @@
  * dispatchers from queueing one recipient twice. It never sends mail.
  */
 import { randomUUID } from "node:crypto";
-import type { Kysely } from "kysely";
-import { completeFinishedCampaigns, sendingCampaigns, startDueCampaigns } from "../db/campaigns.js";
-import {
-  claimPendingForBatch,
-  countQueued,
-  expireLeases,
-  releaseBatch,
-  staleQueuedBatches,
-} from "../db/recipients.js";
-import type { Database } from "../db/schema.js";
-import type { Broker } from "../queue/connection.js";
-import { toBullPriority } from "../queue/task.js";
-import { EMAIL_QUEUE, SEND_BATCH_TASK, type SendBatchInput } from "./send-batch.js";
+import type { JobInfo, JobHandle } from "../queue/producer.js";
+import { idempotentPublicJobId, type SendOptions, type TaskRef } from "../queue/task.js";
+import { sendBatch, type SendBatchInput } from "./send-batch.js";
+
+/** What dispatching needs from the store; the wiring adapts the database to it. */
+export interface DispatchStore {
+  /** Rows left `sending` past their lease become `unknown`; returns how many. */
+  expireLeases(): Promise<number>;
+  /** Scheduled campaigns whose time has come start sending; returns their ids. */
+  startDueCampaigns(): Promise<number[]>;
+  /** Sending campaigns, the most urgent first. */
+  sendingCampaigns(): Promise<{ id: number; priority: number }[]>;
+  countQueued(): Promise<number>;
+  /** Marks up to `limit` due pending recipients of a campaign queued under `batchKey`; returns their ids. */
+  claimPending(campaignId: number, batchKey: string, limit: number): Promise<number[]>;
+  /** Puts a batch's still-queued rows back to pending; returns how many. */
+  releaseBatch(batchKey: string): Promise<number>;
+  /** Batches whose rows have been queued for longer than `olderThanMs`. */
+  staleQueuedBatches(olderThanMs: number): Promise<string[]>;
+  /** Sending campaigns with no open recipient left become completed; returns their ids. */
+  completeFinishedCampaigns(): Promise<number[]>;
+}
+
+/** The one way Lovage enqueues: the typed producer. */
+export interface BatchProducer {
+  send<I, O>(task: TaskRef<I, O>, input: I, options?: SendOptions): Promise<JobHandle<Awaited<O>>>;
+  getJob(id: string): Promise<Pick<JobInfo, "state"> | undefined>;
+}
 
 export interface DispatcherOptions {
-  db: Kysely<Database>;
-  broker: Broker;
+  store: DispatchStore;
+  producer: BatchProducer;
   batchSize: number;
   /** Most recipients queued at once across the cluster; keeps priorities meaningful. */
   maxQueued?: number;
@@ -51,38 +66,26 @@ export interface Dispatcher {
 }
 
 export function createDispatcher(options: DispatcherOptions): Dispatcher {
-  const { db, broker, batchSize, logger } = options;
+  const { store, producer, batchSize, logger } = options;
   const maxQueued = options.maxQueued ?? Math.max(batchSize * 100, 5_000);
   const lostBatchAfterMs = options.lostBatchAfterMs ?? 15_000;
   let lastLostCheck = 0;
   let brokerUp = true;
 
   async function enqueueBatches(): Promise<{ enqueued: number; brokerDown: boolean }> {
-    let room = maxQueued - (await countQueued(db));
+    let room = maxQueued - (await store.countQueued());
     let enqueued = 0;
-    for (const campaign of await sendingCampaigns(db)) {
+    for (const campaign of await store.sendingCampaigns()) {
       while (room > 0) {
-        const batchJobId = `b-${randomUUID()}`;
-        const recipientIds = await claimPendingForBatch(
-          db,
-          campaign.id,
-          batchJobId,
-          Math.min(batchSize, room),
-        );
+        const batchKey = `b-${randomUUID()}`;
+        const recipientIds = await store.claimPending(campaign.id, batchKey, Math.min(batchSize, room));
         if (recipientIds.length === 0) break;
         const data: SendBatchInput = { campaignId: campaign.id, recipientIds };
         try {
-          await broker.queue(EMAIL_QUEUE).add(SEND_BATCH_TASK, data, {
-            jobId: batchJobId,
-            priority: toBullPriority(campaign.priority),
-            attempts: 8,
-            backoff: { type: "exponential", delay: 1_000, jitter: 0.5 },
-            removeOnComplete: { age: 3600, count: 10_000 },
-            removeOnFail: { age: 24 * 3600 },
-          });
+          await producer.send(sendBatch, data, { idempotencyKey: batchKey, priority: campaign.priority });
         } catch (error) {
           // The broker is down: the rows go back to pending and are queued once it is back.
-          await releaseBatch(db, batchJobId);
+          await store.releaseBatch(batchKey);
           if (brokerUp)
             logger.warn({ err: (error as Error).message }, "broker unavailable; recipients stay pending");
           return { enqueued, brokerDown: true };
@@ -97,11 +100,10 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   /** Rows whose batch job the broker lost, or finished without sending them, go back to pending. */
   async function releaseLostBatches(): Promise<number> {
     let released = 0;
-    const queue = broker.queue(EMAIL_QUEUE);
-    for (const batchJobId of await staleQueuedBatches(db, lostBatchAfterMs)) {
-      const state = await queue.getJobState(batchJobId);
-      if (state === "unknown" || state === "completed" || state === "failed") {
-        released += await releaseBatch(db, batchJobId);
+    for (const batchKey of await store.staleQueuedBatches(lostBatchAfterMs)) {
+      const job = await producer.getJob(idempotentPublicJobId(sendBatch, batchKey));
+      if (!job || job.state === "completed" || job.state === "failed") {
+        released += await store.releaseBatch(batchKey);
       }
     }
     if (released > 0)
@@ -110,9 +112,9 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   }
 
   async function tick(): Promise<TickResult> {
-    const expired = await expireLeases(db);
+    const expired = await store.expireLeases();
     if (expired > 0) logger.warn({ expired }, "recipients left sending past their lease are now unknown");
-    await startDueCampaigns(db);
+    await store.startDueCampaigns();
     let released = 0;
     let brokerDown = false;
     if (Date.now() - lastLostCheck >= Math.min(lostBatchAfterMs, 5_000)) {
@@ -126,7 +128,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     const dispatched = brokerDown ? { enqueued: 0, brokerDown } : await enqueueBatches();
     if (!brokerUp && !dispatched.brokerDown) logger.info({}, "broker is back; dispatching");
     brokerUp = !dispatched.brokerDown;
-    const completed = await completeFinishedCampaigns(db);
+    const completed = await store.completeFinishedCampaigns();
     for (const id of completed) logger.info({ campaign: id }, "campaign completed");
     return { enqueued: dispatched.enqueued, released, expired, completed, brokerDown: dispatched.brokerDown };
   }

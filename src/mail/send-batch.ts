@@ -1,18 +1,19 @@
 /**
- * The send-batch task: for each recipient id of a batch, claim it (queued → sending), render
- * the campaign for it, hand it to SMTP, and record what happened. A recipient that is not
+ * The send-batch task: a batch is a list of recipient ids of one campaign. It takes them a
+ * chunk at a time, as many as the process has free SMTP slots: claims the chunk (queued →
+ * sending) in one statement, renders and hands the chunk's messages to the pool in parallel,
+ * and records the chunk's outcomes and attempts in one statement. A recipient that is not
  * `queued` any more is skipped, so a batch that runs twice sends nothing twice.
  *
  * It must never mark a recipient it could not record: when the store is down it keeps trying
- * to write the outcome, and if it cannot before the lease ends the row becomes `unknown`.
+ * to write the outcomes, and if it cannot before the lease ends the rows become `unknown`.
  */
 import { randomBytes } from "node:crypto";
-import type { Kysely } from "kysely";
-import { getCampaign, type CampaignRow } from "../db/campaigns.js";
-import { claimForSending, recordOutcome, type Outcome, type RecipientRow } from "../db/recipients.js";
-import type { Database } from "../db/schema.js";
-import { defineTask, type TaskDefinition } from "../queue/task.js";
+import type { CampaignRow } from "../db/campaigns.js";
+import type { AttemptRecord, Outcome, RecipientRow } from "../db/recipients.js";
+import { declareTask, implementTask, type TaskDefinition } from "../queue/task.js";
 import { compileTemplate, type Template } from "./render.js";
+import { SendSlots } from "./send-slots.js";
 import type { SendResult, Transport } from "./transport-pool.js";
 
 export const EMAIL_QUEUE = "email";
@@ -31,9 +32,18 @@ export interface SendBatchResult {
   skipped: number;
 }
 
+/** What sending needs from the store; the wiring adapts the database to it. */
+export interface SendStore {
+  getCampaign(id: number): Promise<CampaignRow | undefined>;
+  /** Moves the ids still `queued` (of a sending campaign) to `sending`; returns those rows. */
+  claimForSending(recipientIds: readonly number[], leaseMs: number): Promise<RecipientRow[]>;
+  recordOutcomes(records: readonly AttemptRecord[], worker: string): Promise<void>;
+}
+
 export interface SendBatchDeps {
-  db: Kysely<Database>;
+  store: SendStore;
   transport: Transport;
+  /** The worker's identity, as `GET /api/workers` shows it; kept with every attempt. */
   workerId: string;
   maxAttempts: number;
   retryBaseMs: number;
@@ -96,13 +106,24 @@ export function outcomeOf(
   }
 }
 
+/**
+ * The send-batch task as the dispatcher sends it. Batches are retried by BullMQ only when the
+ * store could not be reached (a recipient's own retries go through the store).
+ */
+export const sendBatch = declareTask<SendBatchInput, SendBatchResult>(SEND_BATCH_TASK, {
+  queue: EMAIL_QUEUE,
+  input: sendBatchInput,
+  defaults: { attempts: 8, backoffMs: 1_000 },
+});
+
 export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBatchInput, SendBatchResult> {
   const compiled = new Map<number, CompiledCampaign>();
+  const slots = new SendSlots(deps.transport.capacity);
 
   async function campaignFor(id: number): Promise<CompiledCampaign | undefined> {
     const cached = compiled.get(id);
     if (cached) return cached;
-    const campaign = await getCampaign(deps.db, id);
+    const campaign = await deps.store.getCampaign(id);
     if (!campaign) return undefined;
     const entry = {
       campaign,
@@ -117,26 +138,44 @@ export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBat
     return entry;
   }
 
-  async function record(recipient: RecipientRow, startedAt: Date, outcome: Outcome, signal: AbortSignal) {
-    const deadline = startedAt.getTime() + deps.leaseMs;
+  async function sendOne(entry: CompiledCampaign, recipient: RecipientRow): Promise<AttemptRecord> {
+    const startedAt = new Date();
+    const fields: Record<string, string> = { ...recipient.fields, email: recipient.email };
+    const name = fields.name;
+    const messageId = `<${entry.campaign.id}.${recipient.id}.${recipient.attempts}.${randomBytes(6).toString("hex")}@${entry.domain}>`;
+    const sendResult = await deps.transport.send({
+      from: entry.campaign.from,
+      to: name ? `"${name.replace(/["\\]/g, "")}" <${recipient.email}>` : recipient.email,
+      subject: entry.subject.render(fields),
+      text: entry.text?.render(fields),
+      html: entry.html?.render(fields, { escapeHtml: true }),
+      messageId,
+    });
+    return {
+      recipientId: recipient.id,
+      campaignId: recipient.campaignId,
+      attempt: recipient.attempts,
+      startedAt,
+      outcome: outcomeOf(sendResult, recipient.attempts, deps, messageId),
+    };
+  }
+
+  async function record(records: AttemptRecord[], signal: AbortSignal) {
+    if (records.length === 0) return;
+    const deadline = Math.min(...records.map((r) => r.startedAt.getTime())) + deps.leaseMs;
     let delayMs = 200;
     for (;;) {
       try {
-        await recordOutcome(
-          deps.db,
-          { id: recipient.id, campaignId: recipient.campaignId, attempt: recipient.attempts, startedAt },
-          outcome,
-          deps.workerId,
-        );
+        await deps.store.recordOutcomes(records, deps.workerId);
         return;
       } catch (error) {
-        // The store is down: the outcome lives only here until it is written. Keep trying until
-        // the lease ends; after that the row is `unknown` and the attempt is reported by the job.
+        // The store is down: the outcomes live only here until they are written. Keep trying
+        // until the lease ends; after that the rows are `unknown` and the job reports it.
         if (Date.now() + delayMs > deadline || signal.aborted) {
-          throw new Error(`could not record the outcome of recipient ${recipient.id}`, { cause: error });
+          throw new Error(`could not record the outcomes of ${records.length} recipients`, { cause: error });
         }
         deps.logger.warn(
-          { recipient: recipient.id, outcome: outcome.kind, err: (error as Error).message },
+          { recipients: records.length, err: (error as Error).message },
           "store unavailable; retrying the write",
         );
         await new Promise((resolve) => setTimeout(resolve, delayMs));
@@ -145,41 +184,34 @@ export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBat
     }
   }
 
-  return defineTask<SendBatchInput, SendBatchResult>(SEND_BATCH_TASK, {
-    queue: EMAIL_QUEUE,
-    input: sendBatchInput,
-    handler: async ({ campaignId, recipientIds }, context) => {
-      const result: SendBatchResult = { sent: 0, retried: 0, failed: 0, unknown: 0, skipped: 0 };
-      const entry = await campaignFor(campaignId);
-      if (!entry) return { ...result, skipped: recipientIds.length };
-      for (const id of recipientIds) {
-        if (context.signal.aborted) break;
+  return implementTask(sendBatch, async ({ campaignId, recipientIds }, context) => {
+    const result: SendBatchResult = { sent: 0, retried: 0, failed: 0, unknown: 0, skipped: 0 };
+    const entry = await campaignFor(campaignId);
+    if (!entry) return { ...result, skipped: recipientIds.length };
+    let next = 0;
+    while (next < recipientIds.length) {
+      const taken = await slots.acquire(recipientIds.length - next, context.signal);
+      if (taken === 0) break;
+      try {
+        const chunk = recipientIds.slice(next, next + taken);
+        next += chunk.length;
         // Mark sending before DATA: a crash after this must not resend.
-        const recipient = await claimForSending(deps.db, id, deps.leaseMs);
-        if (!recipient) {
-          result.skipped++;
-          continue;
+        const claimed = await deps.store.claimForSending(chunk, deps.leaseMs);
+        result.skipped += chunk.length - claimed.length;
+        const records = await Promise.all(claimed.map((recipient) => sendOne(entry, recipient)));
+        // The slots are held until the outcomes are written: a row stays `sending` until then,
+        // and no more rows may be `sending` than the pool has connections.
+        await record(records, context.signal);
+        for (const { outcome } of records) {
+          if (outcome.kind === "sent") result.sent++;
+          else if (outcome.kind === "retry") result.retried++;
+          else if (outcome.kind === "failed") result.failed++;
+          else result.unknown++;
         }
-        const startedAt = new Date();
-        const fields: Record<string, string> = { ...recipient.fields, email: recipient.email };
-        const name = fields.name;
-        const messageId = `<${campaignId}.${recipient.id}.${recipient.attempts}.${randomBytes(6).toString("hex")}@${entry.domain}>`;
-        const sendResult = await deps.transport.send({
-          from: entry.campaign.from,
-          to: name ? `"${name.replace(/["\\]/g, "")}" <${recipient.email}>` : recipient.email,
-          subject: entry.subject.render(fields),
-          text: entry.text?.render(fields),
-          html: entry.html?.render(fields, { escapeHtml: true }),
-          messageId,
-        });
-        const outcome = outcomeOf(sendResult, recipient.attempts, deps, messageId);
-        await record(recipient, startedAt, outcome, context.signal);
-        if (outcome.kind === "sent") result.sent++;
-        else if (outcome.kind === "retry") result.retried++;
-        else if (outcome.kind === "failed") result.failed++;
-        else result.unknown++;
+      } finally {
+        slots.release(taken);
       }
-      return result;
-    },
+    }
+    return result;
   });
 }

@@ -30,6 +30,8 @@ export type SendResult =
   | { ok: false; kind: SendFailureKind; code: number | null; error: string; server: string };
 
 export interface Transport {
+  /** SMTP transactions it can have in flight at once: its connections over every server. */
+  readonly capacity: number;
   send(message: OutgoingMessage): Promise<SendResult>;
   /** Checks that every server answers; throws with the first that does not. */
   verify(): Promise<void>;
@@ -95,6 +97,7 @@ export function createSmtpTransport(
   let next = 0;
 
   return {
+    capacity: options.poolSize * servers.length,
     async send(message) {
       const server = servers[next++ % servers.length]!;
       try {

@@ -13,7 +13,7 @@ import {
   toJobOptions,
   validateSendOptions,
   type SendOptions,
-  type TaskDefinition,
+  type TaskRef,
 } from "./task.js";
 
 export const JOB_STATES = Object.freeze({
@@ -74,7 +74,7 @@ export async function pollJob(
 }
 
 export interface Producer {
-  send<I, O>(task: TaskDefinition<I, O>, input: I, options?: SendOptions): Promise<JobHandle<Awaited<O>>>;
+  send<I, O>(task: TaskRef<I, O>, input: I, options?: SendOptions): Promise<JobHandle<Awaited<O>>>;
   getJob(id: string): Promise<JobInfo | undefined>;
   waitForResult(id: string, options?: { timeoutMs?: number }): Promise<unknown>;
 }
@@ -120,7 +120,7 @@ export function createProducer(broker: Broker): Producer {
     pollJob(getJob, id, options.timeoutMs);
 
   return {
-    async send<I, O>(task: TaskDefinition<I, O>, input: I, options: SendOptions = {}) {
+    async send<I, O>(task: TaskRef<I, O>, input: I, options: SendOptions = {}) {
       const merged = { ...task.defaults, ...options };
       const problems = validateSendOptions(merged);
       if (problems.length > 0) throw new SendOptionsError(problems);

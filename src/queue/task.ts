@@ -41,11 +41,21 @@ export interface SendOptions {
   readonly queue?: string;
 }
 
-export interface TaskDefinition<I = unknown, O = unknown> {
+/**
+ * What a producer needs to send a task: its name, queue, input parser and default options,
+ * without the handler. A process that only sends (the API, for send-batch jobs) holds a
+ * reference; the worker that runs it registers the definition made from it.
+ */
+export interface TaskRef<I = unknown, O = unknown> {
   readonly name: string;
   readonly queue: string;
   readonly input: InputParser<I> | undefined;
   readonly defaults: SendOptions;
+  /** Never set: it carries the output type, so that results are typed. */
+  readonly output?: O;
+}
+
+export interface TaskDefinition<I = unknown, O = unknown> extends TaskRef<I, O> {
   readonly handler: (input: I, context: TaskContext) => O | Promise<O>;
 }
 
@@ -68,15 +78,31 @@ export function defineTask<I, O>(
     defaults?: SendOptions;
   },
 ): TaskDefinition<I, O> {
+  return implementTask(declareTask<I, O>(name, definition), definition.handler);
+}
+
+/** A task's reference alone, for the processes that send it but do not run it. */
+export function declareTask<I, O>(
+  name: string,
+  declaration: { input?: InputParser<I>; queue?: string; defaults?: SendOptions } = {},
+): TaskRef<I, O> {
   if (!NAME.test(name)) throw new Error(`task name "${name}" must match ${NAME.source}`);
-  const queue = definition.queue ?? DEFAULT_QUEUE;
+  const queue = declaration.queue ?? DEFAULT_QUEUE;
   if (!NAME.test(queue)) throw new Error(`queue name "${queue}" of task ${name} must match ${NAME.source}`);
+  return Object.freeze({ name, queue, input: declaration.input, defaults: declaration.defaults ?? {} });
+}
+
+/** The definition a worker registers: the reference and the handler that runs it. */
+export function implementTask<I, O>(
+  ref: TaskRef<I, O>,
+  handler: (input: I, context: TaskContext) => O | Promise<O>,
+): TaskDefinition<I, O> {
   return Object.freeze({
-    name,
-    queue,
-    input: definition.input,
-    defaults: definition.defaults ?? {},
-    handler: definition.handler,
+    name: ref.name,
+    queue: ref.queue,
+    input: ref.input,
+    defaults: ref.defaults,
+    handler,
   });
 }
 
@@ -109,7 +135,7 @@ export class TaskRegistry {
 }
 
 /** Checks an input against the task's parser; throws the parser's error, which says what is wrong. */
-export function parseInput<I>(task: TaskDefinition<I, unknown>, input: unknown): I {
+export function parseInput<I>(task: TaskRef<I, unknown>, input: unknown): I {
   return task.input ? task.input.parse(input) : (input as I);
 }
 
@@ -159,6 +185,11 @@ export function toJobOptions(taskName: string, options: SendOptions, now = Date.
     removeOnComplete: { age: 24 * 3600, count: 100_000 },
     removeOnFail: { age: 7 * 24 * 3600 },
   };
+}
+
+/** The public id of the job sent with this idempotency key, for finding it again. */
+export function idempotentPublicJobId(task: Pick<TaskRef, "name" | "queue">, key: string): string {
+  return publicJobId(task.queue, idempotentJobId(task.name, key));
 }
 
 function idempotentJobId(taskName: string, key: string): string {

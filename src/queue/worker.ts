@@ -76,6 +76,13 @@ export interface StartWorkerOptions {
   /** How long a job may run without renewing its lock before another worker takes it over. */
   lockDurationMs?: number;
   watchdog?: Partial<WatchdogOptions>;
+  /** This worker's identity (`createWorkerId()`), shared with whatever else reports it; default a new one. */
+  id?: string;
+}
+
+/** A worker's identity: its host, its pid and a random tag, so a restarted pid is a new worker. */
+export function createWorkerId(host = hostname()): string {
+  return `${host}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
 }
 
 export async function startWorker(options: StartWorkerOptions): Promise<RunningWorker> {
@@ -85,7 +92,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
   const controllers = new Set<AbortController>();
   const lastJobStartByQueue = new Map<string, number>();
   const host = hostname();
-  const id = `${host}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
+  const id = options.id ?? createWorkerId(host);
 
   async function run(queue: string, job: Job): Promise<unknown> {
     const task = registry.get(job.name);

@@ -12,12 +12,15 @@ import { createDispatcher, type Dispatcher } from "../../src/mail/dispatcher.js"
 import { parseJsonRecipients } from "../../src/mail/recipients/parse.js";
 import { createSendBatchTask, EMAIL_QUEUE } from "../../src/mail/send-batch.js";
 import { createSmtpTransport, type Transport } from "../../src/mail/transport-pool.js";
+import { createProducer } from "../../src/queue/producer.js";
 import { TaskRegistry } from "../../src/queue/task.js";
+import { createCampaignStore, createDispatchStore, createSendStore } from "../../src/stores.js";
 import { startWorker, type RunningWorker } from "../../src/queue/worker.js";
 import { BACKENDS, openBackend, type Backend } from "../helpers/backends.js";
 import { waitFor } from "../helpers/lovage-process.js";
 import { startTestSmtpServer, type TestSmtpServer } from "../helpers/smtp-server.js";
 
+const POOL_SIZE = 3;
 const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
 describe.each(BACKENDS)("the email pipeline on %s", (backendName) => {
@@ -42,8 +45,8 @@ describe.each(BACKENDS)("the email pipeline on %s", (backendName) => {
   /** A dispatcher that checks for lost batches after 300 ms, so the tests need not wait 15 s. */
   function dispatch(): Dispatcher {
     return createDispatcher({
-      db: backend.store.db,
-      broker: backend.broker,
+      store: createDispatchStore(backend.store.db),
+      producer: createProducer(backend.broker),
       batchSize: 10,
       idleIntervalMs: 50,
       lostBatchAfterMs: 300,
@@ -52,10 +55,10 @@ describe.each(BACKENDS)("the email pipeline on %s", (backendName) => {
   }
 
   async function start(options: { maxAttempts?: number; leaseMs?: number } = {}) {
-    const transport = createSmtpTransport([smtp.url], { poolSize: 3, timeoutMs: 5_000 });
+    const transport = createSmtpTransport([smtp.url], { poolSize: POOL_SIZE, timeoutMs: 5_000 });
     const registry = new TaskRegistry().register(
       createSendBatchTask({
-        db: backend.store.db,
+        store: createSendStore(backend.store.db),
         transport,
         workerId: "test",
         maxAttempts: options.maxAttempts ?? 3,
@@ -79,7 +82,7 @@ describe.each(BACKENDS)("the email pipeline on %s", (backendName) => {
 
   async function campaignOf(addresses: string[], subject = "Xin chào {{name}}") {
     const created = await createCampaign(
-      backend.store.db,
+      createCampaignStore(backend.store.db),
       {
         name: "t",
         from: "Sender <sender@example.com>",
@@ -126,6 +129,39 @@ describe.each(BACKENDS)("the email pipeline on %s", (backendName) => {
     expect(sample.text).toContain("Chào Nguyễn Văn 7");
     const rows = await listRecipients(backend.store.db, { campaignId: id, limit: 1000 });
     expect(rows.every((r) => r.messageId && r.sentAt && r.lastResponse?.startsWith("250"))).toBe(true);
+  });
+
+  it("never has more recipients sending than the pool has connections, and fills the pool", async () => {
+    const tag = `slots-${backendName.replace("+", "-")}`;
+    smtp.setScript(({ recipient }) => (recipient.startsWith(tag) ? { delayMs: 60 } : "accept"));
+    const id = await campaignOf(addresses("slots", 60));
+    await start();
+    let most = 0;
+    const sampler = setInterval(() => {
+      void countsByCampaign(backend.store.db, [id]).then((c) => {
+        most = Math.max(most, c.get(id)!.sending);
+      });
+    }, 5);
+    const counts = await completed(id);
+    clearInterval(sampler);
+    expect(counts.sent).toBe(60);
+    // The pool of this test has 3 connections: at most 3 rows may be in an SMTP transaction.
+    expect(most).toBeLessThanOrEqual(POOL_SIZE);
+    expect(most).toBeGreaterThan(1);
+  });
+
+  it("keeps the counts by status equal to the rows, through every move", async () => {
+    smtp.setScript(({ recipient }) => (recipient.includes("-4@") ? { code: 550, message: "no" } : "accept"));
+    const id = await campaignOf(addresses("counts", 30));
+    await start();
+    await completed(id);
+    const rows = await sql<{ status: string; n: number }>`
+      SELECT status, count(*)::int AS n FROM lovage.recipients WHERE campaign_id = ${id} GROUP BY status`.execute(
+      backend.store.db,
+    );
+    const counted = (await countsByCampaign(backend.store.db, [id])).get(id)!;
+    for (const row of rows.rows) expect(counted[row.status as keyof typeof counted]).toBe(row.n);
+    expect(counted).toMatchObject({ sent: 29, failed: 1, pending: 0, queued: 0, sending: 0 });
   });
 
   it("retries a 451 and records both attempts", async () => {

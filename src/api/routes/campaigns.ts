@@ -6,14 +6,17 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import { getCampaign, listCampaigns, transitionCampaign, type CampaignStatus } from "../../db/campaigns.js";
+import { getCampaign, listCampaigns } from "../../db/campaigns.js";
+import { ALL_RECIPIENT_STATUSES, listRecipients, type RecipientStatus } from "../../db/recipients.js";
 import {
-  ALL_RECIPIENT_STATUSES,
-  listRecipients,
-  moveRecipients,
-  type RecipientStatus,
-} from "../../db/recipients.js";
+  cancelCampaign,
+  pauseCampaign,
+  resumeCampaign,
+  retryCampaign,
+  type LifecycleAnswer,
+} from "../../mail/campaign-lifecycle.js";
 import { createCampaign, validateCampaignInput, type CampaignInput } from "../../mail/campaigns.js";
+import { createCampaignStore } from "../../stores.js";
 import { parseJsonRecipients, parseUpload, type ParseItem } from "../../mail/recipients/parse.js";
 import type { AppDeps } from "../app.js";
 import { ApiError, notFound } from "../errors.js";
@@ -97,6 +100,7 @@ function readJson(body: unknown): ParsedCreate {
 
 export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
   const { db } = deps;
+  const campaigns = createCampaignStore(db);
   const tags = ["campaigns"];
 
   app.post(
@@ -115,7 +119,7 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
         : readJson(request.body);
       try {
         const campaign = validateCampaignInput(parsed.fields, deps.defaultFrom);
-        const created = await createCampaign(db, campaign, parsed.items);
+        const created = await createCampaign(campaigns, campaign, parsed.items);
         deps.dispatcher?.wake();
         const row = await getCampaign(db, created.campaignId);
         const [view] = await presentCampaigns(db, [row!]);
@@ -273,40 +277,20 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
     },
   );
 
-  async function act(id: number, action: (status: CampaignStatus) => Promise<boolean>, conflict: string) {
-    const current = await getCampaign(db, id);
-    if (!current) throw notFound(`campaign ${id}`);
-    if (!(await action(current.status)))
-      throw new ApiError("conflict", `${conflict} (campaign ${id} is ${current.status})`);
+  async function act(id: number, answer: Promise<LifecycleAnswer>) {
+    const done = await answer;
+    if (!done.ok)
+      throw done.problem === "not_found"
+        ? notFound(`campaign ${id}`)
+        : new ApiError("conflict", done.message);
     deps.dispatcher?.wake();
     return campaignView(id);
   }
 
-  const open: CampaignStatus[] = ["draft", "scheduled", "sending", "paused"];
   app.post<{ Params: { id: number } }>(
     "/api/campaigns/:id/pause",
     { schema: { summary: "Stop sending; queued recipients go back to pending", tags, params: idParams } },
-    async (request) =>
-      act(
-        request.params.id,
-        () =>
-          db.transaction().execute(async (trx) => {
-            if (
-              !(await transitionCampaign(
-                trx,
-                request.params.id,
-                ["sending", "scheduled"],
-                "paused",
-                "paused by a user",
-              ))
-            ) {
-              return false;
-            }
-            await moveRecipients(trx, request.params.id, ["queued"], "pending");
-            return true;
-          }),
-        "only a sending or scheduled campaign can be paused",
-      ),
+    async (request) => act(request.params.id, pauseCampaign(campaigns, request.params.id)),
   );
 
   app.post<{ Params: { id: number } }>(
@@ -318,29 +302,13 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
         params: idParams,
       },
     },
-    async (request) =>
-      act(
-        request.params.id,
-        () => transitionCampaign(db, request.params.id, ["paused"], "sending"),
-        "only a paused campaign can be resumed",
-      ),
+    async (request) => act(request.params.id, resumeCampaign(campaigns, request.params.id)),
   );
 
   app.post<{ Params: { id: number } }>(
     "/api/campaigns/:id/cancel",
     { schema: { summary: "Cancel: recipients not yet sent are skipped", tags, params: idParams } },
-    async (request) =>
-      act(
-        request.params.id,
-        () =>
-          db.transaction().execute(async (trx) => {
-            if (!(await transitionCampaign(trx, request.params.id, open, "cancelled", "cancelled by a user")))
-              return false;
-            await moveRecipients(trx, request.params.id, ["pending", "queued"], "skipped");
-            return true;
-          }),
-        "the campaign is already finished",
-      ),
+    async (request) => act(request.params.id, cancelCampaign(campaigns, request.params.id)),
   );
 
   app.post<{ Params: { id: number }; Body: { statuses?: ("failed" | "unknown")[] } | null }>(
@@ -359,23 +327,7 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
       },
     },
     async (request) =>
-      act(
-        request.params.id,
-        (status) =>
-          db.transaction().execute(async (trx) => {
-            if (status === "cancelled") return false;
-            const moved = await moveRecipients(
-              trx,
-              request.params.id,
-              request.body?.statuses ?? ["failed"],
-              "pending",
-            );
-            if (moved === 0) return true;
-            await transitionCampaign(trx, request.params.id, ["completed", "sending"], "sending");
-            return true;
-          }),
-        "a cancelled campaign cannot be retried",
-      ),
+      act(request.params.id, retryCampaign(campaigns, request.params.id, request.body?.statuses)),
   );
 }
 

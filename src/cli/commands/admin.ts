@@ -16,20 +16,11 @@ from several hosts at once: an advisory lock lets one of them do it. Every start
     }
     const config = configFrom(env);
     // Loaded here, not at the top: the other commands and --help need no database driver.
-    const [{ openDatabase }, { openBroker }] = await Promise.all([
-      import("../../db/open.js"),
-      import("../../queue/connection.js"),
-    ]);
-    const store = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+    const { createLogger, openBrokerFor, openStore } = await import("../../main.js");
+    const store = await openStore(config, createLogger(config));
     try {
-      if (!config.brokerUrl) {
-        const broker = await openBroker(
-          store.kind === "postgres"
-            ? { kind: "postgres", connectionString: config.databaseUrl! }
-            : { kind: "embedded", pool: store.pool },
-        );
-        await broker.close();
-      }
+      // Opening BullMQ on PostgreSQL migrates its schema too; Redis needs none.
+      if (!config.brokerUrl) await (await openBrokerFor(config, store)).close();
     } finally {
       await store.close();
     }

@@ -1,0 +1,54 @@
+/**
+ * The store ports that mail/ declares (SendStore, DispatchStore, CampaignStore), adapted to
+ * the database: the wiring hands these to the parts, so that mail/ reads no SQL and the db/
+ * functions know nothing of mail/ (as listmonk's cmd/manager_store.go adapts its database to
+ * the manager's Store).
+ */
+import type { Kysely } from "kysely";
+import * as campaigns from "./db/campaigns.js";
+import * as recipients from "./db/recipients.js";
+import type { Db } from "./db/recipients.js";
+import type { Database } from "./db/schema.js";
+import type { CampaignStore } from "./mail/campaigns.js";
+import type { DispatchStore } from "./mail/dispatcher.js";
+import type { SendStore } from "./mail/send-batch.js";
+
+export function createSendStore(db: Db): SendStore {
+  return {
+    getCampaign: (id) => campaigns.getCampaign(db, id),
+    claimForSending: (ids, leaseMs) => recipients.claimForSending(db, ids, leaseMs),
+    recordOutcomes: (records, worker) => recipients.recordOutcomes(db, records, worker),
+  };
+}
+
+export function createDispatchStore(db: Db): DispatchStore {
+  return {
+    expireLeases: () => recipients.expireLeases(db),
+    startDueCampaigns: () => campaigns.startDueCampaigns(db),
+    sendingCampaigns: () => campaigns.sendingCampaigns(db),
+    countQueued: () => recipients.countQueued(db),
+    claimPending: (campaignId, batchKey, limit) =>
+      recipients.claimPendingForBatch(db, campaignId, batchKey, limit),
+    releaseBatch: (batchKey) => recipients.releaseBatch(db, batchKey),
+    staleQueuedBatches: (olderThanMs) => recipients.staleQueuedBatches(db, olderThanMs),
+    completeFinishedCampaigns: () => campaigns.completeFinishedCampaigns(db),
+  };
+}
+
+export function createCampaignStore(db: Kysely<Database>): CampaignStore {
+  return campaignStoreOn(db, (work) => db.transaction().execute((trx) => work(campaignStoreOn(trx))));
+}
+
+function campaignStoreOn(db: Db, transaction?: CampaignStore["transaction"]): CampaignStore {
+  const store: CampaignStore = {
+    // Inside a transaction, a nested one is the same transaction.
+    transaction: transaction ?? ((work) => work(store)),
+    insertCampaign: (campaign) => campaigns.insertCampaign(db, campaign),
+    insertRecipients: (campaignId, rows) => recipients.insertRecipients(db, campaignId, rows),
+    setCampaignTotal: (id, total) => campaigns.setCampaignTotal(db, id, total),
+    getCampaign: (id) => campaigns.getCampaign(db, id),
+    transitionCampaign: (id, from, to, reason) => campaigns.transitionCampaign(db, id, from, to, reason),
+    moveRecipients: (id, from, to) => recipients.moveRecipients(db, id, from, to),
+  };
+  return store;
+}
