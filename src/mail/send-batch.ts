@@ -116,9 +116,23 @@ export const sendBatch = declareTask<SendBatchInput, SendBatchResult>(SEND_BATCH
   defaults: { attempts: 8, backoffMs: 1_000 },
 });
 
+/**
+ * The most recipients one worker process may hold `sending` at once: the transactions in flight
+ * plus as many again whose outcomes are being written. It is also the most a `kill -9` of the
+ * process can leave `unknown`.
+ */
+export function unrecordedLimit(capacity: number): number {
+  return 2 * capacity;
+}
+
 export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBatchInput, SendBatchResult> {
   const compiled = new Map<number, CompiledCampaign>();
-  const slots = new SendSlots(deps.transport.capacity);
+  // Two bounds, shared by every batch this process runs: transactions in flight (the pool's
+  // connections, so a claimed row never waits for one), and rows claimed but not yet recorded
+  // (so after a crash at most that many can be `unknown`, each of them with a transaction
+  // that had started).
+  const inFlight = new SendSlots(deps.transport.capacity);
+  const unrecorded = new SendSlots(unrecordedLimit(deps.transport.capacity));
 
   async function campaignFor(id: number): Promise<CompiledCampaign | undefined> {
     const cached = compiled.get(id);
@@ -190,26 +204,37 @@ export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBat
     if (!entry) return { ...result, skipped: recipientIds.length };
     let next = 0;
     while (next < recipientIds.length) {
-      const taken = await slots.acquire(recipientIds.length - next, context.signal);
+      const held = await unrecorded.acquire(recipientIds.length - next, context.signal);
+      if (held === 0) break;
+      const taken = await inFlight.acquire(held, context.signal);
+      unrecorded.release(held - taken);
       if (taken === 0) break;
+      let records: AttemptRecord[];
       try {
         const chunk = recipientIds.slice(next, next + taken);
         next += chunk.length;
         // Mark sending before DATA: a crash after this must not resend.
         const claimed = await deps.store.claimForSending(chunk, deps.leaseMs);
         result.skipped += chunk.length - claimed.length;
-        const records = await Promise.all(claimed.map((recipient) => sendOne(entry, recipient)));
-        // The slots are held until the outcomes are written: a row stays `sending` until then,
-        // and no more rows may be `sending` than the pool has connections.
-        await record(records, context.signal);
-        for (const { outcome } of records) {
-          if (outcome.kind === "sent") result.sent++;
-          else if (outcome.kind === "retry") result.retried++;
-          else if (outcome.kind === "failed") result.failed++;
-          else result.unknown++;
-        }
+        records = await Promise.all(claimed.map((recipient) => sendOne(entry, recipient)));
+      } catch (error) {
+        unrecorded.release(taken);
+        throw error;
       } finally {
-        slots.release(taken);
+        // The connections are free as soon as the transactions end; the next chunk (of this
+        // batch or another) sends while this one's outcomes are written.
+        inFlight.release(taken);
+      }
+      try {
+        await record(records, context.signal);
+      } finally {
+        unrecorded.release(taken);
+      }
+      for (const { outcome } of records) {
+        if (outcome.kind === "sent") result.sent++;
+        else if (outcome.kind === "retry") result.retried++;
+        else if (outcome.kind === "failed") result.failed++;
+        else result.unknown++;
       }
     }
     return result;

@@ -1,8 +1,8 @@
 /**
- * The SMTP transactions one worker process may have in flight at once: as many as its pool has
- * connections. A batch claims recipients (`sending`) only for the slots it holds, so after a
- * crash no more rows can be `unknown` than transactions had started; and the pool is fed by
- * every batch of the process together, not by one message per job.
+ * A counting semaphore for the send path: how many SMTP transactions (or claimed recipients) one
+ * worker process may have at once. A batch claims recipients only for the slots it holds, so
+ * after a crash no more rows can be `unknown` than transactions had started; and the pool is
+ * fed by every batch of the process together, not by one message per job.
  */
 export class SendSlots {
   private free: number;
