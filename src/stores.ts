@@ -46,6 +46,7 @@ function campaignStoreOn(db: Db, transaction?: CampaignStore["transaction"]): Ca
     insertCampaign: (campaign) => campaigns.insertCampaign(db, campaign),
     insertRecipients: (campaignId, rows) => recipients.insertRecipients(db, campaignId, rows),
     setCampaignTotal: (id, total) => campaigns.setCampaignTotal(db, id, total),
+    refreshStatistics: () => recipients.analyzeRecipients(db),
     getCampaign: (id) => campaigns.getCampaign(db, id),
     transitionCampaign: (id, from, to, reason) => campaigns.transitionCampaign(db, id, from, to, reason),
     moveRecipients: (id, from, to) => recipients.moveRecipients(db, id, from, to),

@@ -157,6 +157,15 @@ export async function claimPendingForBatch(
   return result.rows.map((row) => row.id).sort((a, b) => a - b);
 }
 
+/**
+ * Refreshes the planner's statistics of the log. After a large upload they are stale (PGlite
+ * has no autovacuum at all, PostgreSQL's comes a while later), and with stale ones the planner
+ * sorts every pending row of a campaign to claim fifty.
+ */
+export async function analyzeRecipients(db: Db): Promise<void> {
+  await sql`ANALYZE lovage.recipients`.execute(db);
+}
+
 /** Puts the rows of a batch the broker does not have back to pending; returns how many. */
 export async function releaseBatch(db: Db, batchJobId: string): Promise<number> {
   const result = await db

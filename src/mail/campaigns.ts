@@ -31,6 +31,8 @@ export interface CampaignStore {
     recipients: readonly NewRecipient[],
   ): Promise<{ inserted: number; duplicates: { line: number; email: string; firstLine: number }[] }>;
   setCampaignTotal(campaignId: number, total: number): Promise<void>;
+  /** Tells the database its recipients changed a lot (after a large upload), for its query plans. */
+  refreshStatistics(): Promise<void>;
   getCampaign(id: number): Promise<CampaignRow | undefined>;
   /** Moves the campaign from one of `from` to `to`; false when it was in none of them. */
   transitionCampaign(
@@ -55,6 +57,8 @@ export interface CampaignInput {
 
 /** Most rejected lines reported back; the count beyond is still given. */
 const MAX_REPORTED_REJECTIONS = 10_000;
+/** A campaign this large changes the recipients table enough to refresh the planner's statistics. */
+const LARGE_CAMPAIGN = 10_000;
 /** Recipients per insert statement: large enough that a million-line file is a few hundred. */
 const INSERT_CHUNK = 5_000;
 
@@ -131,7 +135,7 @@ export async function createCampaign(
   const templates = [campaign.subject, campaign.text, campaign.html]
     .filter((source): source is string => source !== null)
     .map(compileTemplate);
-  return store.transaction(async (trx) => {
+  const created = await store.transaction(async (trx) => {
     const campaignId = await trx.insertCampaign(campaign);
     const rejected: Rejected[] = [];
     let rejectedCount = 0;
@@ -142,17 +146,26 @@ export async function createCampaign(
       rejectedCount++;
       if (rejected.length < MAX_REPORTED_REJECTIONS) rejected.push(item);
     };
+    // One insert is in flight while the next chunk is read and checked: the database (another
+    // process, or PGlite's thread) and the parser work at the same time.
+    let inFlight: Promise<void> = Promise.resolve();
     const flush = async () => {
-      const result = await trx.insertRecipients(campaignId, chunk);
-      accepted += result.inserted;
-      for (const duplicate of result.duplicates) {
-        reject({
-          line: duplicate.line,
-          value: duplicate.email,
-          reason: `duplicate of line ${duplicate.firstLine}`,
-        });
-      }
+      const rows = chunk;
       chunk = [];
+      await inFlight;
+      const insert = trx.insertRecipients(campaignId, rows).then((result) => {
+        accepted += result.inserted;
+        for (const duplicate of result.duplicates) {
+          reject({
+            line: duplicate.line,
+            value: duplicate.email,
+            reason: `duplicate of line ${duplicate.firstLine}`,
+          });
+        }
+      });
+      // Awaited at the next flush; until then a failure must not be an unhandled rejection.
+      insert.catch(() => undefined);
+      inFlight = insert;
     };
     for await (const item of readable(items)) {
       if (!item.ok) {
@@ -164,6 +177,7 @@ export async function createCampaign(
       if (chunk.length >= INSERT_CHUNK) await flush();
     }
     await flush();
+    await inFlight;
     rejected.sort((a, b) => a.line - b.line);
     if (accepted === 0) {
       throw new InvalidCampaignError("no valid recipient: every line was rejected (see details)", {
@@ -182,4 +196,6 @@ export async function createCampaign(
     await trx.setCampaignTotal(campaignId, accepted);
     return { campaignId, accepted, rejected, rejectedCount };
   });
+  if (created.accepted >= LARGE_CAMPAIGN) await store.refreshStatistics();
+  return created;
 }

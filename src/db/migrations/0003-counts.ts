@@ -2,7 +2,8 @@ import { sql, type Kysely } from "kysely";
 
 /**
  * Counts by status kept as rows change, so a campaign of a million recipients is read without
- * counting a million rows; and indexes for the log's first page and the recent send rate.
+ * counting a million rows; fewer indexes on recipients (every status change rewrites each of
+ * them, and a million-line upload fills each); and an index for the recent send rate.
  *
  * The counters are maintained by statement-level triggers over transition tables: one upsert
  * per (campaign, status) per statement, whatever code moved the rows. The upserts run in
@@ -54,7 +55,12 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       REFERENCING OLD TABLE AS old_rows
       FOR EACH STATEMENT EXECUTE FUNCTION lovage.count_recipient_changes();
 
-    CREATE INDEX recipients_campaign_id ON lovage.recipients (campaign_id, id);
+    -- LIKE '%…%' searches cannot use it, and the unique (campaign_id, email) index serves
+    -- lookups of an address in a campaign.
+    DROP INDEX lovage.recipients_email;
+    -- Only the few rows in flight: pending rows are found through (campaign_id, status, id).
+    DROP INDEX lovage.recipients_status;
+    CREATE INDEX recipients_in_flight ON lovage.recipients (status) WHERE status IN ('queued', 'sending');
     CREATE INDEX attempts_campaign_finished ON lovage.attempts (campaign_id, finished_at);
   `.execute(db);
 }
@@ -66,7 +72,9 @@ export async function down(db: Kysely<unknown>): Promise<void> {
     DROP TRIGGER recipients_count_delete ON lovage.recipients;
     DROP FUNCTION lovage.count_recipient_changes();
     DROP TABLE lovage.campaign_counts;
-    DROP INDEX lovage.recipients_campaign_id;
     DROP INDEX lovage.attempts_campaign_finished;
+    DROP INDEX lovage.recipients_in_flight;
+    CREATE INDEX recipients_status ON lovage.recipients (status) WHERE status IN ('pending', 'queued', 'sending');
+    CREATE INDEX recipients_email ON lovage.recipients (email);
   `.execute(db);
 }
