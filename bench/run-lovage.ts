@@ -65,7 +65,7 @@ interface CampaignView {
 const CLI = fileURLToPath(new URL("../src/cli/index.js", import.meta.url));
 const ADMIN_PASSWORD = "bench-password-123";
 
-interface LovageProcess {
+export interface LovageProcess {
   url: string;
   token: string;
   child: Child;
@@ -113,7 +113,7 @@ function topologyName(topology: Topology): string {
 }
 
 /** POSTs a campaign and waits, polling, until it is `completed` with every recipient sent. */
-async function sendCampaign(
+export async function sendCampaign(
   lovage: LovageProcess,
   list: ReturnType<typeof recipients>,
   options: Pick<LovageRunOptions, "lovage" | "timeoutMs">,
@@ -163,19 +163,50 @@ async function sendCampaign(
   return { postMs, wallMs };
 }
 
-export async function runLovage(topology: Topology, options: LovageRunOptions): Promise<Measurement> {
+export interface StartedTopology {
+  /** The process with the API (and, embedded, everything else). */
+  lovage: LovageProcess;
+  /** Every Lovage process, the API's first. */
+  pids: number[];
+  startupMs: number;
+  /** The last lines the processes printed, for a failure's report. */
+  output(): string;
+  close(log: (line: string) => void): Promise<void>;
+}
+
+/**
+ * Starts a topology on fresh storage (a temporary data directory, or a new PostgreSQL database
+ * and an emptied Redis index) and logs in; `close()` stops every process and removes
+ * everything it made, even when a step failed.
+ */
+export async function startTopology(
+  topology: Topology,
+  env: Record<string, string>,
+  nodeArgs: string[],
+): Promise<StartedTopology> {
   const cleanups: (() => Promise<unknown> | void)[] = [];
   const dataDir = mkdtempSync(join(tmpdir(), "lovage-bench-"));
   cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
-  const env: Record<string, string> = {
-    LOVAGE_SMTP_URL: options.smtpUrl,
-    LOVAGE_LOG_LEVEL: "warn",
-    ...options.lovage.env,
-  };
-  const { nodeArgs } = options.lovage;
   const workers: Child[] = [];
   let lovage: LovageProcess | undefined;
-  let sampler: NodeJS.Timeout | undefined;
+  const output = () =>
+    [lovage?.child.output() ?? "", ...workers.map((worker) => worker.output())]
+      .join("\n")
+      .trim()
+      .split("\n")
+      .slice(-15)
+      .join("\n");
+  const close = async (log: (line: string) => void) => {
+    for (const cleanup of cleanups.reverse()) {
+      try {
+        await cleanup();
+      } catch (error) {
+        // Keep cleaning: one failed step must not leave the other processes running.
+        log(`  cleanup failed: ${(error as Error).message}`);
+      }
+    }
+    cleanups.length = 0;
+  };
   try {
     const startup = performance.now();
     if (topology.kind === "embedded") {
@@ -211,14 +242,36 @@ export async function runLovage(topology: Topology, options: LovageRunOptions): 
         ),
       );
     }
-    const startupMs = performance.now() - startup;
+    return {
+      lovage,
+      pids: [lovage.child.pid, ...workers.map((worker) => worker.pid)],
+      startupMs: performance.now() - startup,
+      output,
+      close,
+    };
+  } catch (error) {
+    const printed = output();
+    await close(() => undefined);
+    throw new Error(`${(error as Error).message}${printed ? `\n${printed}` : ""}`, { cause: error });
+  }
+}
 
+export async function runLovage(topology: Topology, options: LovageRunOptions): Promise<Measurement> {
+  const env: Record<string, string> = {
+    LOVAGE_SMTP_URL: options.smtpUrl,
+    LOVAGE_LOG_LEVEL: "warn",
+    ...options.lovage.env,
+  };
+  let started: StartedTopology | undefined;
+  let sampler: NodeJS.Timeout | undefined;
+  try {
+    started = await startTopology(topology, env, options.lovage.nodeArgs);
+    const { lovage, pids, startupMs } = started;
     const warmupMs =
       options.warmup > 0
         ? (await sendCampaign(lovage, recipients(options.warmup, "warmup"), options)).wallMs
         : 0;
 
-    const pids = [lovage.child.pid, ...workers.map((worker) => worker.pid)];
     const cpuBefore = pids.map((pid) => cpuSeconds(pid) ?? 0);
     const totalRss = () => pids.reduce((sum, pid) => sum + (rssBytes(pid) ?? 0), 0);
     const rssBefore = totalRss();
@@ -244,7 +297,7 @@ export async function runLovage(topology: Topology, options: LovageRunOptions): 
         `POST ${Math.round(postMs)} ms`,
         `startup ${(startupMs / 1000).toFixed(1)} s`,
         `RSS ${mb(rssBefore)} MB before the run, ${mb(rssPeakInRun)} MB at most during it (sampled)`,
-        ...(workers.length > 0
+        ...(pids.length > 1
           ? [
               `CPU s api ${cpuUsed[0]!.toFixed(1)}, workers ${cpuUsed
                 .slice(1)
@@ -255,23 +308,11 @@ export async function runLovage(topology: Topology, options: LovageRunOptions): 
       ],
     };
   } catch (error) {
-    const output = [lovage?.child.output() ?? "", ...workers.map((worker) => worker.output())]
-      .join("\n")
-      .trim()
-      .split("\n")
-      .slice(-15)
-      .join("\n");
+    const output = started?.output();
     if (output) options.log(`  output of the lovage processes (last lines):\n${output}`);
     throw error;
   } finally {
     clearInterval(sampler);
-    for (const cleanup of cleanups.reverse()) {
-      try {
-        await cleanup();
-      } catch (error) {
-        // Keep cleaning: one failed step must not leave the other processes running.
-        options.log(`  cleanup failed: ${(error as Error).message}`);
-      }
-    }
+    await started?.close((line) => options.log(line));
   }
 }
