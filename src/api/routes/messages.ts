@@ -9,6 +9,7 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
   app.get<{ Querystring: { limit?: number } }>(
     "/api/messages",
     {
+      config: { access: "signed-in" },
       schema: {
         summary: "Messages the built-in mail catcher received, newest first",
         tags,
@@ -26,6 +27,7 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
   app.get<{ Params: { id: number } }>(
     "/api/messages/:id",
     {
+      config: { access: "signed-in" },
       schema: {
         summary: "One caught message with its text, HTML and headers",
         tags,
