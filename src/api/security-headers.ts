@@ -43,6 +43,29 @@ export const DOCS_CSP = [
   "frame-ancestors 'none'",
 ].join("; ");
 
+/**
+ * A caught message's HTML, shown in the dashboard's sandboxed iframe from its own route: under
+ * the dashboard's policy (which a `srcdoc` inherits) an email's inline styles would not apply.
+ * Its own styles do here; nothing runs (`sandbox`), nothing is fetched (remote images stay
+ * out, as in a mail client), and only the dashboard may frame it.
+ */
+export const MESSAGE_HTML_HEADERS = {
+  contentSecurityPolicy: {
+    useDefaults: false,
+    directives: {
+      "default-src": ["'none'"],
+      "style-src": ["'unsafe-inline'"],
+      "img-src": ["data:"],
+      "font-src": ["data:"],
+      "base-uri": ["'none'"],
+      "form-action": ["'none'"],
+      "frame-ancestors": ["'self'"],
+      sandbox: [],
+    },
+  },
+  frameguard: { action: "sameorigin" },
+} as const;
+
 export async function registerSecurityHeaders(app: FastifyInstance): Promise<void> {
   await app.register(fastifyHelmet, {
     contentSecurityPolicy: { useDefaults: false, directives: DASHBOARD_CSP },

@@ -39,6 +39,11 @@ async function collectViolations(page: Page): Promise<string[]> {
   return violations;
 }
 
+/** The one browser function a test reads in a frame (the test compiles without DOM types). */
+interface Styled {
+  getComputedStyle(element: unknown): { color: string };
+}
+
 /** The Vietnamese name whose subject line must survive rendering, SMTP and the catcher. */
 const VIETNAMESE_NAME = "Trần Văn Hùng";
 
@@ -130,7 +135,9 @@ describe("the dashboard", () => {
 
     const { text, rejectedLines } = pastedRecipients();
     await fillCampaignFields("Chào {{name}}", "Xin chào {{name}},\n\nĐây là thư thử nghiệm của Lovage.");
-    await page.getByTestId("campaign-html").fill("<p>Xin chào <strong>{{name}}</strong>,</p>");
+    await page
+      .getByTestId("campaign-html")
+      .fill('<p style="color: rgb(47, 125, 79)">Xin chào <strong>{{name}}</strong>,</p>');
     await page.getByTestId("campaign-recipients").fill(text);
     await page.getByTestId("campaign-submit").click();
 
@@ -179,6 +186,11 @@ describe("the dashboard", () => {
     await waitFor(() => page.getByTestId("message-view-subject").textContent()).toBe(subject);
     const html = page.frameLocator('[data-testid="message-html-frame"]').locator("strong");
     expect(await html.textContent()).toBe(VIETNAMESE_NAME);
+    // The email's own inline style applies: the preview has a policy of its own.
+    const color = await html.evaluate(
+      (element) => (globalThis as unknown as Styled).getComputedStyle(element).color,
+    );
+    expect(color).toBe("rgb(47, 125, 79)");
     await page.getByTestId("message-tab-text").click();
     expect(await page.getByTestId("message-text").textContent()).toContain(`Xin chào ${VIETNAMESE_NAME}`);
   }, 180_000);

@@ -31,6 +31,9 @@ const PASSWORD = "bypass-test-password-1";
 const JWT_SECRET = "an-auth-bypass-test-secret-of-at-least-32-chars";
 const WEB_ROOT = fileURLToPath(new URL("../../dist/web", import.meta.url));
 
+/** The routes that take the token as `?token=`: an EventSource or an iframe cannot send headers. */
+const TOKEN_IN_QUERY = new Set(["/api/events", "/api/messages/{id}/html"]);
+
 type Method = "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE";
 
 interface Operation {
@@ -185,7 +188,7 @@ describe("authorization by the matched route", () => {
       from: "a@example.com",
       to: ["b@example.com"],
       text: "Hi",
-      html: null,
+      html: '<p style="color: red">Hi</p>',
       headers: {},
       sizeBytes: 2,
     });
@@ -332,9 +335,9 @@ describe("authorization by the matched route", () => {
     expect(wrong).toEqual([]);
   }, 300_000);
 
-  it("refuses a token in ?token= on every route but the events stream", async () => {
+  it("refuses a token in ?token= on every route but those that declare it", async () => {
     const wrong: string[] = [];
-    for (const operation of operations.filter((o) => !o.public && o.template !== "/api/events")) {
+    for (const operation of operations.filter((o) => !o.public && !TOKEN_IN_QUERY.has(o.template))) {
       for (const query of [`?token=${token}`, `?%74oken=${token}`, `?token=${token}&token=${token}`]) {
         const answer = await wire(operation.method, operation.path + query, bodyFor(operation));
         if (answer.status !== 401)
@@ -342,6 +345,14 @@ describe("authorization by the matched route", () => {
       }
     }
     expect(wrong).toEqual([]);
+  });
+
+  it("takes the token in ?token= where declared, and refuses a bad one there", async () => {
+    for (const template of TOKEN_IN_QUERY) {
+      const operation = operations.find((o) => o.method === "GET" && o.template === template)!;
+      expect((await wire("GET", `${operation.path}?token=${token}`, undefined)).status).toBe(200);
+      expect((await wire("GET", `${operation.path}?token=${token}x`, undefined)).status).toBe(401);
+    }
   });
 
   it("serves the health checks, metrics, API docs and dashboard files without a token", async () => {
@@ -448,6 +459,22 @@ describe("authorization by the matched route", () => {
       expectCommonHeaders(await wire("GET", "/healthz", undefined), "GET /healthz");
       const [asset] = readdirSync(join(WEB_ROOT, "assets"));
       expectCommonHeaders(await wire("GET", `/assets/${asset}`, undefined), `GET /assets/${asset}`);
+    });
+
+    it("serves a caught message's HTML under a policy of its own: its styles, no script, framed only here", async () => {
+      const operation = operations.find((o) => o.template === "/api/messages/{id}/html")!;
+      const answer = await wire("GET", `${operation.path}?token=${token}`, undefined);
+      expect(answer.status).toBe(200);
+      expect(answer.body).toBe('<p style="color: red">Hi</p>');
+      expect(answer.headers["content-type"]).toMatch(/^text\/html/);
+      expect(answer.headers["x-frame-options"]).toBe("SAMEORIGIN");
+      expect(answer.headers["x-content-type-options"]).toBe("nosniff");
+      const csp = directives(answer);
+      expect(csp.get("default-src")).toEqual(["'none'"]);
+      expect(csp.get("style-src")).toEqual(["'unsafe-inline'"]);
+      expect(csp.has("sandbox")).toBe(true);
+      expect(csp.has("script-src")).toBe(false);
+      expect(csp.get("frame-ancestors")).toEqual(["'self'"]);
     });
 
     it("gives the API docs their own CSP, still unframeable, without inline scripts", async () => {
