@@ -19,7 +19,7 @@ export type Access = "public" | "signed-in" | SignedIn;
 
 export interface SignedIn {
   signedIn: true;
-  /** The token may also come as `?token=`: an EventSource cannot send headers. */
+  /** The token may also come as `?token=`: an EventSource or an iframe cannot send headers. */
   tokenInQuery?: boolean;
 }
 
@@ -80,7 +80,7 @@ export function enforceAccess(app: FastifyInstance): void {
     // The not-found handler is no route: it answers 404 and nothing else, to anyone.
     const access = request.is404 ? "public" : request.routeOptions.config.access;
     if (access === "public") return;
-    // Undeclared cannot pass onRoute; were it to happen, it is treated as the strictest access.
+    // Undeclared cannot pass onRoute; were it to happen, it would need a token, as signed-in.
     const queryToken =
       typeof access === "object" && access.tokenInQuery ? tokenFromQuery(request) : undefined;
     try {
