@@ -16,13 +16,15 @@ import type { Database } from "../db/schema.js";
 import type { Broker } from "../queue/connection.js";
 import type { Producer } from "../queue/producer.js";
 import type { TaskRegistry } from "../queue/task.js";
-import { ApiError, registerErrorHandler } from "./errors.js";
+import { declareScopeAccess, enforceAccess } from "./access.js";
+import { registerErrorHandler } from "./errors.js";
 import { authRoutes } from "./routes/auth.js";
 import { campaignRoutes } from "./routes/campaigns.js";
 import { eventRoutes } from "./routes/events.js";
 import { healthRoutes } from "./routes/health.js";
 import { messageRoutes } from "./routes/messages.js";
 import { taskRoutes } from "./routes/tasks.js";
+import { DOCS_CSP, registerSecurityHeaders } from "./security-headers.js";
 
 export interface AppDeps {
   db: Kysely<Database>;
@@ -46,8 +48,6 @@ export interface AppDeps {
   logger?: FastifyBaseLogger;
 }
 
-const PUBLIC_API = new Set(["/api/auth/login"]);
-
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
@@ -58,6 +58,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     ajv: { customOptions: { coerceTypes: "array", removeAdditional: false, allErrors: true } },
   });
   registerErrorHandler(app);
+  // Helmet's hook before the access check's, so that a 401 carries the headers too; the
+  // access check before any route, so that every route is declared.
+  await registerSecurityHeaders(app);
+  enforceAccess(app);
 
   await app.register(fastifySwagger, {
     openapi: {
@@ -70,24 +74,18 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       security: [{ bearer: [] }],
     },
   });
-  await app.register(fastifySwaggerUi, { routePrefix: "/api/docs" });
+  await app.register(async (docs) => {
+    declareScopeAccess(docs, "public");
+    await docs.register(fastifySwaggerUi, {
+      routePrefix: "/api/docs",
+      staticCSP: DOCS_CSP,
+      // The default validator fetches a badge from validator.swagger.io, outside the policy.
+      uiConfig: { validatorUrl: null },
+    });
+  });
   await app.register(fastifyJwt, { secret: deps.jwtSecret });
   await app.register(fastifyMultipart, { limits: { fileSize: deps.maxUploadBytes, files: 1, fields: 20 } });
   await app.register(fastifyRateLimit, { global: false });
-
-  app.addHook("onRequest", async (request) => {
-    const path = request.url.split("?")[0]!;
-    if (!path.startsWith("/api/") || PUBLIC_API.has(path) || path.startsWith("/api/docs")) return;
-    // EventSource cannot send headers, so the events stream also takes ?token=.
-    const queryToken =
-      path === "/api/events" ? new URLSearchParams(request.url.split("?")[1] ?? "").get("token") : null;
-    try {
-      if (queryToken) app.jwt.verify(queryToken);
-      else await request.jwtVerify();
-    } catch {
-      throw new ApiError("unauthorized", "a valid bearer token is required: POST /api/auth/login first");
-    }
-  });
 
   await app.register(async (api) => {
     await authRoutes(api, deps);
@@ -98,15 +96,18 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await healthRoutes(api, deps);
   });
 
-  const serveWeb = deps.webRoot !== undefined && existsSync(deps.webRoot);
-  if (serveWeb) await app.register(fastifyStatic, { root: deps.webRoot!, wildcard: false });
-  app.setNotFoundHandler((request, reply) => {
-    // The dashboard routes in the browser: any other page path gets its index.html.
-    if (serveWeb && request.method === "GET" && !request.url.startsWith("/api/"))
-      return reply.sendFile("index.html");
-    return reply.status(404).send({
-      error: { code: "not_found", message: `no route ${request.method} ${request.url}`, details: null },
+  if (deps.webRoot !== undefined && existsSync(deps.webRoot)) {
+    const webRoot = deps.webRoot;
+    await app.register(async (web) => {
+      declareScopeAccess(web, "public");
+      // Only the files of the build: the dashboard routes by #hash, so no page path needs a fallback.
+      await web.register(fastifyStatic, { root: webRoot, wildcard: false });
     });
-  });
+  }
+  app.setNotFoundHandler((request, reply) =>
+    reply.status(404).send({
+      error: { code: "not_found", message: `no route ${request.method} ${request.url}`, details: null },
+    }),
+  );
   return app;
 }

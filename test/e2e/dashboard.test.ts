@@ -2,8 +2,10 @@
  * The dashboard end to end: a real `lovage start` (embedded PGlite, the built-in mail catcher)
  * driven through Debian's Chromium with playwright-core. It signs in, sends a campaign from a
  * pasted list and from an uploaded CSV, follows it to completion, reads the email log and the
- * caught messages, and runs the `add` task. It waits on the DOM, never on fixed sleeps, and leaves a screenshot at
- * /tmp/lovage-dashboard.png for a human to look at.
+ * caught messages, and runs the `add` task, all under the server's Content-Security-Policy: any
+ * violation the browser reports fails the test. It also opens the API docs. It waits on the DOM,
+ * never on fixed sleeps, and leaves a screenshot at /tmp/lovage-dashboard.png for a human to
+ * look at.
  */
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -16,6 +18,30 @@ const SLOW_MS = 60_000;
 /** Waits until `read()` meets the matcher that follows: DOM polling, never a fixed sleep. */
 function waitFor<T>(read: () => Promise<T>) {
   return expect.poll(read, { timeout: SLOW_MS, interval: 200 });
+}
+
+/**
+ * Reports each CSP violation of every frame to `report` (exposed by the test). A string: the
+ * test compiles without DOM types.
+ */
+const REPORT_VIOLATIONS = `document.addEventListener("securitypolicyviolation", (e) =>
+  window.lovageCspViolation(e.effectiveDirective + " blocked " + (e.blockedURI || "inline") + " at " +
+    (e.sourceFile || document.location.href) + ":" + e.lineNumber));`;
+
+/** Collects the CSP violations of a page: its events, and Chromium's "Refused to …" console lines. */
+async function collectViolations(page: Page): Promise<string[]> {
+  const violations: string[] = [];
+  await page.exposeFunction("lovageCspViolation", (text: string) => violations.push(text));
+  await page.addInitScript(REPORT_VIOLATIONS);
+  page.on("console", (message) => {
+    if (/Content Security Policy|Refused to/.test(message.text())) violations.push(message.text());
+  });
+  return violations;
+}
+
+/** The one browser function a test reads in a frame (the test compiles without DOM types). */
+interface Styled {
+  getComputedStyle(element: unknown): { color: string };
 }
 
 /** The Vietnamese name whose subject line must survive rendering, SMTP and the catcher. */
@@ -50,6 +76,7 @@ describe("the dashboard", () => {
   let server: Awaited<ReturnType<typeof startLovage>>;
   let browser: Browser;
   let page: Page;
+  let violations: string[];
   const pageErrors: Error[] = [];
 
   beforeAll(async () => {
@@ -68,12 +95,15 @@ describe("the dashboard", () => {
     page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     page.setDefaultTimeout(SLOW_MS);
     page.on("pageerror", (error) => pageErrors.push(error));
+    violations = await collectViolations(page);
   }, 120_000);
 
   afterEach(({ task }) => {
     if (task.result?.state === "fail") console.error(`lovage output:\n${server.output().slice(-4000)}`);
     // An uncaught exception in the page is a failure even when the assertions passed.
     expect(pageErrors.map((e) => e.message)).toEqual([]);
+    // So is anything the Content-Security-Policy refused: the dashboard must work under it.
+    expect(violations).toEqual([]);
   });
 
   afterAll(async () => {
@@ -90,7 +120,14 @@ describe("the dashboard", () => {
   }
 
   it("signs in, sends a pasted list, follows it to completion and shows the caught mail", async () => {
-    await page.goto(new URL("/", server.url).href);
+    const response = await page.goto(new URL("/", server.url).href);
+    const headers = response!.headers();
+    expect(headers["content-security-policy"]).toContain("script-src 'self';");
+    expect(headers["content-security-policy"]).toContain("frame-ancestors 'none'");
+    expect(headers["content-security-policy"]).not.toContain("unsafe-inline");
+    expect(headers["x-frame-options"]).toBe("DENY");
+    expect(headers["x-content-type-options"]).toBe("nosniff");
+    expect(headers["referrer-policy"]).toBe("no-referrer");
     await waitFor(() => page.getByTestId("login-username").inputValue()).toBe("admin");
     await page.getByTestId("login-password").fill(server.adminPassword);
     await page.getByTestId("login-submit").click();
@@ -98,7 +135,9 @@ describe("the dashboard", () => {
 
     const { text, rejectedLines } = pastedRecipients();
     await fillCampaignFields("Chào {{name}}", "Xin chào {{name}},\n\nĐây là thư thử nghiệm của Lovage.");
-    await page.getByTestId("campaign-html").fill("<p>Xin chào <strong>{{name}}</strong>,</p>");
+    await page
+      .getByTestId("campaign-html")
+      .fill('<p style="color: rgb(47, 125, 79)">Xin chào <strong>{{name}}</strong>,</p>');
     await page.getByTestId("campaign-recipients").fill(text);
     await page.getByTestId("campaign-submit").click();
 
@@ -147,6 +186,11 @@ describe("the dashboard", () => {
     await waitFor(() => page.getByTestId("message-view-subject").textContent()).toBe(subject);
     const html = page.frameLocator('[data-testid="message-html-frame"]').locator("strong");
     expect(await html.textContent()).toBe(VIETNAMESE_NAME);
+    // The email's own inline style applies: the preview has a policy of its own.
+    const color = await html.evaluate(
+      (element) => (globalThis as unknown as Styled).getComputedStyle(element).color,
+    );
+    expect(color).toBe("rgb(47, 125, 79)");
     await page.getByTestId("message-tab-text").click();
     expect(await page.getByTestId("message-text").textContent()).toContain(`Xin chào ${VIETNAMESE_NAME}`);
   }, 180_000);
@@ -189,5 +233,30 @@ describe("the dashboard", () => {
     await page.goto(new URL("/#/campaigns", server.url).href);
     await page.getByTestId("login-form").waitFor();
     expect(await page.evaluate('localStorage.getItem("lovage.token")')).toBeNull();
+  }, 60_000);
+
+  it("shows the API docs under their own policy, with no violation", async () => {
+    const response = await page.goto(new URL("/api/docs", server.url).href);
+    expect(response!.headers()["content-security-policy"]).toContain("frame-ancestors 'none'");
+    await waitFor(() => page.locator(".swagger-ui .info .title").textContent()).toContain("Lovage API");
+    // The operations are drawn from the OpenAPI document, fetched under the docs' policy.
+    await waitFor(() => page.locator(".swagger-ui .opblock").count()).toBeGreaterThan(5);
+    // Opening an operation draws its parameters and schemas, more of swagger-ui's code.
+    await page.locator(".swagger-ui .opblock-summary").first().click();
+    await page.locator(".swagger-ui .opblock-body").first().waitFor();
+  }, 60_000);
+
+  it("reports a violation when the page breaks the policy, so the checks above can fail", async () => {
+    const probe = await browser.newPage();
+    try {
+      const caught = await collectViolations(probe);
+      await probe.goto(new URL("/", server.url).href);
+      await probe.getByTestId("login-form").waitFor();
+      await probe.evaluate(`document.body.insertAdjacentHTML("beforeend", '<p style="color: red">x</p>')`);
+      await waitFor(async () => caught.length).toBeGreaterThan(0);
+      expect(caught.join("\n")).toMatch(/style-src/);
+    } finally {
+      await probe.close();
+    }
   }, 60_000);
 });

@@ -10,7 +10,7 @@ export async function authRoutes(app: FastifyInstance, deps: Pick<AppDeps, "db">
   app.post<{ Body: { username: string; password: string } }>(
     "/api/auth/login",
     {
-      config: { rateLimit: { max: 20, timeWindow: "1 minute" } },
+      config: { access: "public", rateLimit: { max: 20, timeWindow: "1 minute" } },
       schema: {
         summary: "Exchange a username and password for a bearer token",
         tags: ["auth"],

@@ -106,6 +106,7 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
   app.post(
     "/api/campaigns",
     {
+      config: { access: "signed-in" },
       schema: {
         summary: "Create a campaign from pasted recipients, a JSON array, or an uploaded CSV/TXT file",
         tags,
@@ -138,6 +139,7 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
   app.get<{ Querystring: { limit?: number; before?: number } }>(
     "/api/campaigns",
     {
+      config: { access: "signed-in" },
       schema: {
         summary: "List campaigns, newest first",
         tags,
@@ -166,6 +168,7 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
   app.get<{ Params: { id: number } }>(
     "/api/campaigns/:id",
     {
+      config: { access: "signed-in" },
       schema: {
         summary: "A campaign with its counts by recipient status, rate and ETA",
         tags,
@@ -204,6 +207,7 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
   app.get<{ Params: { id: number }; Querystring: RecipientQuerystring }>(
     "/api/campaigns/:id/recipients",
     {
+      config: { access: "signed-in" },
       schema: {
         summary: "The email log of a campaign, filtered and paginated",
         tags,
@@ -219,13 +223,17 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
 
   app.get<{ Querystring: RecipientQuerystring }>(
     "/api/emails",
-    { schema: { summary: "Search the email log across campaigns", tags, querystring: recipientQuery } },
+    {
+      config: { access: "signed-in" },
+      schema: { summary: "Search the email log across campaigns", tags, querystring: recipientQuery },
+    },
     async (request) => page(undefined, request.query),
   );
 
   app.get<{ Params: { id: number }; Querystring: { status?: RecipientStatus } }>(
     "/api/campaigns/:id/recipients.csv",
     {
+      config: { access: "signed-in" },
       schema: {
         summary: "The email log of a campaign as CSV",
         tags,
@@ -289,13 +297,17 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
 
   app.post<{ Params: { id: number } }>(
     "/api/campaigns/:id/pause",
-    { schema: { summary: "Stop sending; queued recipients go back to pending", tags, params: idParams } },
+    {
+      config: { access: "signed-in" },
+      schema: { summary: "Stop sending; queued recipients go back to pending", tags, params: idParams },
+    },
     async (request) => act(request.params.id, pauseCampaign(campaigns, request.params.id)),
   );
 
   app.post<{ Params: { id: number } }>(
     "/api/campaigns/:id/resume",
     {
+      config: { access: "signed-in" },
       schema: {
         summary: "Resume a paused campaign: only recipients not yet sent are sent",
         tags,
@@ -307,13 +319,17 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
 
   app.post<{ Params: { id: number } }>(
     "/api/campaigns/:id/cancel",
-    { schema: { summary: "Cancel: recipients not yet sent are skipped", tags, params: idParams } },
+    {
+      config: { access: "signed-in" },
+      schema: { summary: "Cancel: recipients not yet sent are skipped", tags, params: idParams },
+    },
     async (request) => act(request.params.id, cancelCampaign(campaigns, request.params.id)),
   );
 
   app.post<{ Params: { id: number }; Body: { statuses?: ("failed" | "unknown")[] } | null }>(
     "/api/campaigns/:id/retry",
     {
+      config: { access: "signed-in" },
       schema: {
         summary: "Send again to failed recipients, or to unknown ones (which may then receive it twice)",
         tags,

@@ -37,7 +37,11 @@ export async function eventRoutes(app: FastifyInstance, deps: AppDeps): Promise<
 
   app.get(
     "/api/events",
-    { schema: { summary: "Server-sent events: `campaign` with a campaign's view", tags: ["events"] } },
+    {
+      // EventSource cannot send headers: the stream also takes the token as ?token=.
+      config: { access: { signedIn: true, tokenInQuery: true } },
+      schema: { summary: "Server-sent events: `campaign` with a campaign's view", tags: ["events"] },
+    },
     (request, reply) => {
       reply.hijack();
       const raw = reply.raw;

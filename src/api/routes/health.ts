@@ -19,9 +19,11 @@ async function check(probe: () => Promise<void>, timeoutMs = 2_000): Promise<"up
 }
 
 export async function healthRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
-  app.get("/healthz", { schema: { hide: true } }, async () => ({ status: "ok" }));
+  app.get("/healthz", { config: { access: "public" }, schema: { hide: true } }, async () => ({
+    status: "ok",
+  }));
 
-  app.get("/readyz", { schema: { hide: true } }, async (_request, reply) => {
+  app.get("/readyz", { config: { access: "public" }, schema: { hide: true } }, async (_request, reply) => {
     const [database, broker] = await Promise.all([check(deps.ping.database), check(deps.ping.broker)]);
     const ready = database === "up" && broker === "up";
     return reply
@@ -43,7 +45,7 @@ export async function healthRoutes(app: FastifyInstance, deps: AppDeps): Promise
       for (const row of rows.rows) this.set({ status: row.status }, row.n);
     },
   });
-  app.get("/metrics", { schema: { hide: true } }, async (_request, reply) => {
+  app.get("/metrics", { config: { access: "public" }, schema: { hide: true } }, async (_request, reply) => {
     const body = await registry.metrics();
     return reply.header("content-type", registry.contentType).send(body);
   });

@@ -25,6 +25,7 @@ export async function taskRoutes(app: FastifyInstance, deps: AppDeps): Promise<v
   app.post<{ Params: { name: string }; Body: SendBody | null }>(
     "/api/tasks/:name",
     {
+      config: { access: "signed-in" },
       schema: {
         summary: "Send a task by name; answers its job id",
         tags,
@@ -89,7 +90,7 @@ export async function taskRoutes(app: FastifyInstance, deps: AppDeps): Promise<v
 
   app.get<{ Params: { id: string } }>(
     "/api/tasks/:id",
-    { schema: { summary: "A job's state, result and error", tags } },
+    { config: { access: "signed-in" }, schema: { summary: "A job's state, result and error", tags } },
     async (request) => {
       const job = await deps.producer.getJob(request.params.id);
       if (!job) throw notFound(`job ${request.params.id}`);
@@ -99,22 +100,29 @@ export async function taskRoutes(app: FastifyInstance, deps: AppDeps): Promise<v
 
   app.get(
     "/api/workers",
-    { schema: { summary: "Live worker processes with their counters and heartbeat", tags } },
+    {
+      config: { access: "signed-in" },
+      schema: { summary: "Live worker processes with their counters and heartbeat", tags },
+    },
     async () => ({
       workers: await liveWorkers(deps.db, deps.workerTimeoutMs ?? 15_000),
     }),
   );
 
-  app.get("/api/queues", { schema: { summary: "Job counts per queue and state", tags } }, async () => {
-    const names = [...new Set([EMAIL_QUEUE, ...deps.registry.queues()])].sort();
-    const queues = await Promise.all(
-      names.map(async (name) => ({
-        name,
-        counts: await deps.broker
-          .queue(name)
-          .getJobCounts("waiting", "prioritized", "active", "delayed", "completed", "failed"),
-      })),
-    );
-    return { queues };
-  });
+  app.get(
+    "/api/queues",
+    { config: { access: "signed-in" }, schema: { summary: "Job counts per queue and state", tags } },
+    async () => {
+      const names = [...new Set([EMAIL_QUEUE, ...deps.registry.queues()])].sort();
+      const queues = await Promise.all(
+        names.map(async (name) => ({
+          name,
+          counts: await deps.broker
+            .queue(name)
+            .getJobCounts("waiting", "prioritized", "active", "delayed", "completed", "failed"),
+        })),
+      );
+      return { queues };
+    },
+  );
 }

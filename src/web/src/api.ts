@@ -299,6 +299,16 @@ export async function getMessage(id: string): Promise<CaughtMessage> {
   return json("GET", `/api/messages/${encodeURIComponent(id)}`);
 }
 
+/**
+ * A message's HTML as a page of its own, for a sandboxed iframe: the server gives it a policy
+ * under which the email's styles apply (a `srcdoc` would inherit the dashboard's, which refuses
+ * inline styles). An iframe cannot send headers, so the token goes in the query string.
+ */
+export function messageHtmlUrl(id: string | number): string {
+  const token = encodeURIComponent(getToken() ?? "");
+  return `/api/messages/${encodeURIComponent(id)}/html?token=${token}`;
+}
+
 export async function callTask(name: string, input: unknown): Promise<{ id: string }> {
   return json("POST", `/api/tasks/${encodeURIComponent(name)}`, { input });
 }

@@ -1,8 +1,15 @@
 // The built-in mail catcher's inbox: what Lovage "sent" when no external SMTP server is
 // configured. A list (time, to, subject) and one message: text, and HTML in a sandboxed
-// iframe, which runs no script and reaches nothing of the dashboard.
+// iframe, which runs no script and reaches nothing of the dashboard. The HTML comes from its
+// own route, whose policy lets the email's inline styles apply (docs/security.md).
 import { useCallback, useEffect, useState } from "react";
-import { type CaughtMessage, type CaughtMessageSummary, getMessage, listMessages } from "./api";
+import {
+  type CaughtMessage,
+  type CaughtMessageSummary,
+  getMessage,
+  listMessages,
+  messageHtmlUrl,
+} from "./api";
 import { formatTime } from "./format";
 import { href, navigate } from "./route";
 import { Empty, ErrorBox } from "./widgets";
@@ -169,7 +176,7 @@ function MessageDetail({ id }: { id: string }) {
             <iframe
               className="message-html"
               sandbox=""
-              srcDoc={message.html}
+              src={messageHtmlUrl(message.id)}
               title="HTML body"
               data-testid="message-html-frame"
             />
