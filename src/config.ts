@@ -54,6 +54,10 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   /** `LOVAGE_LOG_LEVEL`, default `info`. */
   readonly logLevel: string;
+  /** `LOVAGE_TASK_RESULT_RETENTION_MS`, default 86400000 (one day): how long a completed job and its result are kept. */
+  readonly taskResultRetentionMs: number;
+  /** `LOVAGE_TASK_ERROR_RETENTION_MS`, default 604800000 (seven days): how long a failed or cancelled job and its error are kept. */
+  readonly taskErrorRetentionMs: number;
 }
 
 export class ConfigError extends Error {
@@ -156,6 +160,18 @@ export function loadConfig(env: Env): Config {
     maxBodyBytes: integer("LOVAGE_MAX_BODY_BYTES", 10 * 1024 * 1024, 1024),
     shutdownTimeoutMs: integer("LOVAGE_SHUTDOWN_TIMEOUT_MS", 30_000, 0),
     logLevel,
+    taskResultRetentionMs: integer(
+      "LOVAGE_TASK_RESULT_RETENTION_MS",
+      24 * 3600_000,
+      1_000,
+      366 * 24 * 3600_000,
+    ),
+    taskErrorRetentionMs: integer(
+      "LOVAGE_TASK_ERROR_RETENTION_MS",
+      7 * 24 * 3600_000,
+      1_000,
+      366 * 24 * 3600_000,
+    ),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze({

@@ -225,7 +225,9 @@ async function startApiRole(
     const candidate = randomBytes(12).toString("base64url");
     if (await createUserIfMissing(store.db, ADMIN_USER, candidate)) generatedAdminPassword = candidate;
   }
-  const producer = createProducer(broker);
+  const producer = createProducer(broker, {
+    retention: { completedMs: config.taskResultRetentionMs, failedMs: config.taskErrorRetentionMs },
+  });
   const dispatcher: Dispatcher = createDispatcher({
     store: createDispatchStore(store.db),
     producer,

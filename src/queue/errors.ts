@@ -28,3 +28,11 @@ export class TaskFailedError extends Error {
     this.name = "TaskFailedError";
   }
 }
+
+/** The job was cancelled while it ran: its handler's signal fires and it is not retried. */
+export class TaskCancelledError extends Error {
+  constructor(jobId: string) {
+    super(`job ${jobId} was cancelled`);
+    this.name = "TaskCancelledError";
+  }
+}

@@ -51,6 +51,8 @@ export interface TaskRef<I = unknown, O = unknown> {
   readonly queue: string;
   readonly input: InputParser<I> | undefined;
   readonly defaults: SendOptions;
+  /** When set, the task also runs by itself on this schedule (see schedules.ts). */
+  readonly schedule?: TaskSchedule;
   /** Never set: it carries the output type, so that results are typed. */
   readonly output?: O;
 }
@@ -67,29 +69,89 @@ export type AnyTask = TaskDefinition<any, any>;
 export type TaskInput<T> = T extends TaskDefinition<infer I, unknown> ? I : never;
 export type TaskOutput<T> = T extends TaskDefinition<never, infer O> ? Awaited<O> : never;
 
-const NAME = /^[A-Za-z0-9_.-]{1,100}$/;
+/** A periodic run of a task: a cron expression or a fixed interval, with the input each run gets. */
+export interface TaskSchedule {
+  /** Five or six fields (seconds first when six), as BullMQ's job schedulers read them. */
+  readonly cron?: string;
+  /** Every this many milliseconds, instead of a cron expression. */
+  readonly everyMs?: number;
+  /** IANA time zone the cron expression is read in; default UTC. */
+  readonly timezone?: string;
+  readonly input?: unknown;
+}
+
+export const NAME = /^[A-Za-z0-9_.-]{1,100}$/;
+
+interface TaskDeclaration<I> {
+  input?: InputParser<I>;
+  queue?: string;
+  defaults?: SendOptions;
+  /** A cron expression (`"*\/5 * * * *"`) or a full schedule: the task then runs by itself. */
+  schedule?: string | TaskSchedule;
+  /** Time zone of a cron `schedule` given as a string; default UTC. */
+  timezone?: string;
+}
 
 export function defineTask<I, O>(
   name: string,
-  definition: {
-    handler: (input: I, context: TaskContext) => O | Promise<O>;
-    input?: InputParser<I>;
-    queue?: string;
-    defaults?: SendOptions;
-  },
+  definition: TaskDeclaration<I> & { handler: (input: I, context: TaskContext) => O | Promise<O> },
 ): TaskDefinition<I, O> {
   return implementTask(declareTask<I, O>(name, definition), definition.handler);
 }
 
 /** A task's reference alone, for the processes that send it but do not run it. */
-export function declareTask<I, O>(
-  name: string,
-  declaration: { input?: InputParser<I>; queue?: string; defaults?: SendOptions } = {},
-): TaskRef<I, O> {
+export function declareTask<I, O>(name: string, declaration: TaskDeclaration<I> = {}): TaskRef<I, O> {
   if (!NAME.test(name)) throw new Error(`task name "${name}" must match ${NAME.source}`);
   const queue = declaration.queue ?? DEFAULT_QUEUE;
   if (!NAME.test(queue)) throw new Error(`queue name "${queue}" of task ${name} must match ${NAME.source}`);
-  return Object.freeze({ name, queue, input: declaration.input, defaults: declaration.defaults ?? {} });
+  const schedule =
+    typeof declaration.schedule === "string"
+      ? { cron: declaration.schedule, timezone: declaration.timezone }
+      : declaration.schedule && { timezone: declaration.timezone, ...declaration.schedule };
+  if (schedule) {
+    const problems = validateSchedule(schedule);
+    if (problems.length > 0) throw new Error(`schedule of task ${name}: ${problems.join("; ")}`);
+  }
+  return Object.freeze({
+    name,
+    queue,
+    input: declaration.input,
+    defaults: declaration.defaults ?? {},
+    ...(schedule ? { schedule: Object.freeze(schedule) } : {}),
+  });
+}
+
+/** What is wrong with a schedule, each problem with its field; empty when it is valid. */
+export function validateSchedule(schedule: TaskSchedule): string[] {
+  const problems: string[] = [];
+  if ((schedule.cron === undefined) === (schedule.everyMs === undefined)) {
+    problems.push("give either cron or everyMs");
+  }
+  if (schedule.cron !== undefined) {
+    const fields = typeof schedule.cron === "string" ? schedule.cron.trim().split(/\s+/) : [];
+    if (fields.length < 5 || fields.length > 6 || !fields.every((f) => /^[\d*/,\-A-Za-z?LW#]+$/.test(f))) {
+      problems.push(`cron: expected 5 or 6 fields like "*/5 * * * *", got "${String(schedule.cron)}"`);
+    }
+  }
+  if (
+    schedule.everyMs !== undefined &&
+    !(
+      Number.isInteger(schedule.everyMs) &&
+      schedule.everyMs >= 1000 &&
+      schedule.everyMs <= 366 * 24 * 3600_000
+    )
+  ) {
+    problems.push("everyMs: expected milliseconds from 1000 to one year");
+  }
+  if (schedule.timezone !== undefined) {
+    try {
+      new Intl.DateTimeFormat("en", { timeZone: schedule.timezone });
+    } catch {
+      problems.push(`timezone: expected an IANA time zone like "Europe/Paris", got "${schedule.timezone}"`);
+    }
+    if (schedule.everyMs !== undefined) problems.push("timezone: only applies to a cron schedule");
+  }
+  return problems;
 }
 
 /** The definition a worker registers: the reference and the handler that runs it. */
@@ -102,6 +164,7 @@ export function implementTask<I, O>(
     queue: ref.queue,
     input: ref.input,
     defaults: ref.defaults,
+    ...(ref.schedule ? { schedule: ref.schedule } : {}),
     handler,
   });
 }
@@ -173,7 +236,34 @@ export function toBullPriority(priority = 0): number {
   return 101 - Math.max(-100, Math.min(100, Math.trunc(priority)));
 }
 
-export function toJobOptions(taskName: string, options: SendOptions, now = Date.now()): JobsOptions {
+/** How long finished jobs are kept in the broker, with their result or error. */
+export interface Retention {
+  completedMs: number;
+  failedMs: number;
+}
+
+export const DEFAULT_RETENTION: Retention = Object.freeze({
+  completedMs: 24 * 3600_000,
+  failedMs: 7 * 24 * 3600_000,
+});
+
+/**
+ * The job option that carries a send's time limit to the worker. BullMQ keeps options it does
+ * not know with the job, on every backend, and the job's data stays the task's input alone.
+ */
+export const TIMEOUT_OPTION = "lovageTimeoutMs";
+
+export function timeoutOf(opts: object): number | undefined {
+  const value = (opts as Record<string, unknown>)[TIMEOUT_OPTION];
+  return typeof value === "number" && value > 0 ? value : undefined;
+}
+
+export function toJobOptions(
+  taskName: string,
+  options: SendOptions,
+  now = Date.now(),
+  retention: Retention = DEFAULT_RETENTION,
+): JobsOptions {
   const delay = options.runAt ? Math.max(0, options.runAt.getTime() - now) : (options.delayMs ?? 0);
   return {
     // An idempotency key becomes the job id, which BullMQ adds only once.
@@ -182,8 +272,9 @@ export function toJobOptions(taskName: string, options: SendOptions, now = Date.
     delay,
     attempts: options.attempts ?? 3,
     backoff: { type: "exponential", delay: options.backoffMs ?? 1000, jitter: 0.5 },
-    removeOnComplete: { age: 24 * 3600, count: 100_000 },
-    removeOnFail: { age: 7 * 24 * 3600 },
+    removeOnComplete: { age: Math.ceil(retention.completedMs / 1000), count: 100_000 },
+    removeOnFail: { age: Math.ceil(retention.failedMs / 1000) },
+    ...(options.timeoutMs ? { [TIMEOUT_OPTION]: options.timeoutMs } : {}),
   };
 }
 
@@ -206,3 +297,25 @@ export function parsePublicJobId(id: string): { queue: string; jobId: string } |
   if (at <= 0 || at === id.length - 1) return undefined;
   return { queue: id.slice(0, at), jobId: id.slice(at + 1) };
 }
+
+/**
+ * A cancelled job is a failed job with exactly this reason: BullMQ has no cancelled state, and
+ * an UnrecoverableError of this reason is never retried.
+ */
+export const CANCELLED_REASON = "cancelled";
+
+/**
+ * Fields of a queue's metadata (a small key-value map BullMQ keeps per queue on every backend)
+ * that carry cancellation across processes: a request to cancel a job (read by the worker
+ * running it), and the record of a job removed before it ran, kept so that it can be listed
+ * and retried. A run of a schedule records its outcome the same way.
+ */
+export const META = Object.freeze({
+  cancelRequest: (jobId: string) => `lovage:cancel:${jobId}`,
+  cancelledPrefix: "lovage:cancelled:",
+  cancelled: (jobId: string) => `lovage:cancelled:${jobId}`,
+  scheduleRun: (scheduleId: string) => `lovage:schedule-run:${scheduleId}`,
+});
+
+/** The job option that names the schedule a job was started by (on its runs and run-now jobs). */
+export const SCHEDULE_OPTION = "lovageSchedule";

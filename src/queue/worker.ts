@@ -4,13 +4,25 @@
  * flight finish within a timeout, then close). A watchdog restarts a BullMQ worker that is
  * connected but has stopped taking jobs while jobs wait (a known failure after a Redis blip).
  * It never decides what a task does with a failure: the handler's error decides
- * (PermanentError fails at once).
+ * (PermanentError fails at once). A time limit or a cancel request aborts the handler's signal
+ * and ends the attempt at once, whether or not the handler listens.
  */
 import { hostname } from "node:os";
 import { UnrecoverableError, type Job } from "bullmq";
 import type { Broker, BrokerWorker } from "./connection.js";
-import { PermanentError, TaskTimeoutError } from "./errors.js";
-import { parseInput, publicJobId, type TaskRegistry } from "./task.js";
+import { PermanentError, TaskCancelledError, TaskTimeoutError } from "./errors.js";
+import {
+  CANCELLED_REASON,
+  META,
+  SCHEDULE_OPTION,
+  parseInput,
+  publicJobId,
+  timeoutOf,
+  type TaskRegistry,
+} from "./task.js";
+
+/** How often a worker running jobs reads cancel requests: a cancelled job stops within about this. */
+export const CANCEL_POLL_MS = 250;
 
 export interface WorkerLogger {
   info(obj: object, msg: string): void;
@@ -94,42 +106,148 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
   const host = hostname();
   const id = options.id ?? createWorkerId(host);
 
+  /** Jobs running now, by queue and BullMQ job id, with the controller that aborts each. */
+  const runningByQueue = new Map<string, Map<string, AbortController>>();
+
   async function run(queue: string, job: Job): Promise<unknown> {
     const task = registry.get(job.name);
     if (!task) throw new UnrecoverableError(`no task named "${job.name}" is registered in this worker`);
+    const jobId = String(job.id);
+    const publicId = publicJobId(queue, jobId);
     const controller = new AbortController();
     controllers.add(controller);
+    const running = runningByQueue.get(queue) ?? new Map<string, AbortController>();
+    runningByQueue.set(queue, running);
+    running.set(jobId, controller);
     stats.active++;
     stats.lastJobAt = new Date();
-    lastJobStartByQueue.set(queue, Date.now());
+    const startedAt = Date.now();
+    lastJobStartByQueue.set(queue, startedAt);
+    const attempt = job.attemptsMade + 1;
     let timer: NodeJS.Timeout | undefined;
     try {
       const input = parseInput(task, job.data);
-      const context = {
-        jobId: publicJobId(queue, String(job.id)),
-        attempt: job.attemptsMade + 1,
-        signal: controller.signal,
-      };
-      const timeoutMs =
-        (job.data as { __timeoutMs?: number } | undefined)?.__timeoutMs ?? task.defaults.timeoutMs;
-      const running = Promise.resolve(task.handler(input, context));
-      if (!timeoutMs) return await running;
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          controller.abort();
-          reject(new TaskTimeoutError(task.name, timeoutMs));
-        }, timeoutMs);
+      const context = { jobId: publicId, attempt, signal: controller.signal };
+      const timeoutMs = timeoutOf(job.opts) ?? task.defaults.timeoutMs;
+      if (timeoutMs) {
+        timer = setTimeout(() => controller.abort(new TaskTimeoutError(task.name, timeoutMs)), timeoutMs);
+      }
+      // A handler may ignore its signal: the attempt ends when the signal fires all the same,
+      // so a time limit or a cancel never waits for the handler's goodwill.
+      const aborted = new Promise<never>((_, reject) => {
+        // The reason is the TaskTimeoutError or TaskCancelledError given to abort(), or the
+        // platform's AbortError when a forced shutdown aborts without one.
+        controller.signal.addEventListener("abort", () => reject(controller.signal.reason as Error), {
+          once: true,
+        });
       });
-      return await Promise.race([running, timeout]);
-    } catch (error) {
+      aborted.catch(() => undefined);
+      const result: unknown = await Promise.race([
+        Promise.resolve().then(() => task.handler(input, context)),
+        aborted,
+      ]);
+      await recordScheduleRun(queue, job, { outcome: "completed", error: null });
+      return result;
+    } catch (thrown) {
+      // A handler that gives up because its signal fired throws its own error; the signal's reason says why.
+      const error = controller.signal.aborted ? (controller.signal.reason as unknown) : thrown;
+      const message = error instanceof Error ? error.message : String(error);
+      const cancelled = error instanceof TaskCancelledError;
+      await recordAttempt(job, { attempt, startedAt, error: message });
+      await recordScheduleRun(queue, job, { outcome: cancelled ? "cancelled" : "failed", error: message });
+      if (cancelled) {
+        await clearCancelRequest(queue, jobId);
+        throw new UnrecoverableError(CANCELLED_REASON);
+      }
       if (error instanceof PermanentError) throw new UnrecoverableError(error.message);
       throw error;
     } finally {
       clearTimeout(timer);
       controllers.delete(controller);
+      running.delete(jobId);
       stats.active--;
     }
   }
+
+  /**
+   * Each failed attempt is written to the job's log (BullMQ keeps it with the job), so that a
+   * job's detail shows every attempt with its worker, times and error, not only the last one.
+   */
+  async function recordAttempt(job: Job, attempt: { attempt: number; startedAt: number; error: string }) {
+    const entry = {
+      attempt: attempt.attempt,
+      worker: id,
+      startedAt: new Date(attempt.startedAt).toISOString(),
+      finishedAt: new Date().toISOString(),
+      error: attempt.error,
+    };
+    await job.log(JSON.stringify(entry)).catch((error: unknown) =>
+      // The history is a convenience: the job's own failure is recorded by BullMQ regardless.
+      logger.warn({ job: job.id, err: (error as Error).message }, "attempt not written to the job log"),
+    );
+  }
+
+  async function recordScheduleRun(
+    queue: string,
+    job: Job,
+    run: { outcome: "completed" | "failed" | "cancelled"; error: string | null },
+  ) {
+    const scheduleId = (job.opts as Record<string, unknown>)[SCHEDULE_OPTION];
+    if (typeof scheduleId !== "string") return;
+    const value = JSON.stringify({
+      jobId: publicJobId(queue, String(job.id)),
+      ...run,
+      finishedAt: new Date().toISOString(),
+    });
+    await broker
+      .queue(queue)
+      .backend.setQueueMeta({ [META.scheduleRun(scheduleId)]: value })
+      .catch((error: unknown) =>
+        // Only the schedule's "last run" column misses it; the job itself is recorded by BullMQ.
+        logger.warn({ job: job.id, err: (error as Error).message }, "schedule run not recorded"),
+      );
+  }
+
+  async function clearCancelRequest(queue: string, jobId: string) {
+    await broker
+      .queue(queue)
+      .backend.removeQueueMetaFields([META.cancelRequest(jobId)])
+      // A request left behind only matters if the job is retried, and retry clears it too.
+      .catch(() => undefined);
+  }
+
+  /**
+   * Cancel requests reach the worker through the broker: the API writes one into the queue's
+   * metadata, and this poll (only while jobs run, one read per queue) aborts the job it names.
+   * Polling works alike on Redis, PostgreSQL and the embedded database, and a request made
+   * while the job's worker died is seen by whichever worker takes the job over.
+   */
+  async function pollCancelRequests() {
+    for (const [queue, running] of runningByQueue) {
+      const jobIds = [...running.keys()];
+      if (jobIds.length === 0) continue;
+      const values = await broker
+        .queue(queue)
+        .backend.getQueueMetaFields(jobIds.map((jobId) => META.cancelRequest(jobId)));
+      values.forEach((value, index) => {
+        const jobId = jobIds[index]!;
+        if (value !== null) running.get(jobId)?.abort(new TaskCancelledError(publicJobId(queue, jobId)));
+      });
+    }
+  }
+
+  let polling = false;
+  const cancelTimer = setInterval(() => {
+    if (polling || stats.active === 0) return;
+    polling = true;
+    pollCancelRequests()
+      .catch((error: unknown) =>
+        // The broker may be down; the next poll asks again.
+        logger.warn({ err: (error as Error).message }, "cancel requests not read"),
+      )
+      .finally(() => (polling = false));
+  }, CANCEL_POLL_MS);
+  cancelTimer.unref();
 
   function createBullWorker(queue: string): BrokerWorker {
     const worker = broker.createWorker(queue, (job: Job) => run(queue, job), {
@@ -138,6 +256,8 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
       // Check for jobs of dead workers as often as a lock can lapse.
       stalledInterval: options.lockDurationMs ?? 30_000,
       autorun: true,
+      // BullMQ records it on each job it hands out (processedBy): the task list shows who ran it.
+      name: id,
     });
     worker.on("completed", () => stats.processed++);
     worker.on("failed", (job, error) => {
@@ -224,6 +344,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
       closing ??= (async () => {
         closingStarted = true;
         clearInterval(watchdogTimer);
+        clearInterval(cancelTimer);
         const graceful = Promise.all([...workers.values()].map((worker) => worker.close()));
         let timer: NodeJS.Timeout | undefined;
         const expired = new Promise<"expired">(

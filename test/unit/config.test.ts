@@ -40,6 +40,8 @@ describe("loadConfig", () => {
       maxBodyBytes: 10 * 1024 * 1024,
       shutdownTimeoutMs: 30_000,
       logLevel: "info",
+      taskResultRetentionMs: 24 * 3600_000,
+      taskErrorRetentionMs: 7 * 24 * 3600_000,
     });
     expect(topologyOf(config)).toBe("embedded");
   });
@@ -129,6 +131,8 @@ describe("loadConfig", () => {
     ["LOVAGE_MAX_UPLOAD_BYTES", "100", /expected a whole number from 1024 to/],
     ["LOVAGE_MAX_BODY_BYTES", "10MB", /expected a whole number from 1024 to/],
     ["LOVAGE_SHUTDOWN_TIMEOUT_MS", "soon", /expected a whole number from 0 to/],
+    ["LOVAGE_TASK_RESULT_RETENTION_MS", "10", /expected a whole number from 1000 to 31622400000/],
+    ["LOVAGE_TASK_ERROR_RETENTION_MS", "a week", /expected a whole number from 1000 to 31622400000/],
     ["LOVAGE_LOG_LEVEL", "loud", /expected one of fatal, error, warn, info, debug, trace, silent/],
     ["LOVAGE_JWT_SECRET", "too-short", /expected at least 32 characters/],
     ["LOVAGE_ADMIN_PASSWORD", "short", /expected at least 8 characters/],

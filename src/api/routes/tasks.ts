@@ -1,8 +1,13 @@
-/** Generic tasks over HTTP: send one by name, read its job, and the queues' counts. */
+/**
+ * Generic tasks over HTTP: send one by name, list jobs, read one with its attempts, cancel and
+ * retry it, and the queues' counts. What a cancel or retry does is the producer's; this module
+ * only reads requests and shapes answers.
+ */
 import type { FastifyInstance } from "fastify";
 import { liveWorkers } from "../../db/workers.js";
 import { EMAIL_QUEUE } from "../../mail/send-batch.js";
-import type { SendOptions } from "../../queue/task.js";
+import { JOB_STATES, JobQueryError, JobStateError, type JobStateName } from "../../queue/producer.js";
+import { NAME, type SendOptions } from "../../queue/task.js";
 import type { AppDeps } from "../app.js";
 import { ApiError, notFound } from "../errors.js";
 
@@ -16,8 +21,36 @@ interface SendBody {
     backoffMs?: number;
     timeoutMs?: number;
     idempotencyKey?: string;
+    queue?: string;
   };
 }
+
+interface ListQuery {
+  state?: JobStateName;
+  name?: string;
+  queue?: string;
+  q?: string;
+  cursor?: string;
+  limit?: number;
+}
+
+/** A producer's refusal (wrong state, bad cursor) as the API's error. */
+async function answering<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof JobStateError) throw new ApiError("conflict", error.message);
+    if (error instanceof JobQueryError) throw new ApiError("bad_request", error.message);
+    throw error;
+  }
+}
+
+const idParams = {
+  type: "object",
+  additionalProperties: false,
+  required: ["id"],
+  properties: { id: { type: "string", minLength: 3, maxLength: 300 } },
+} as const;
 
 export async function taskRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
   const tags = ["tasks"];
@@ -45,6 +78,7 @@ export async function taskRoutes(app: FastifyInstance, deps: AppDeps): Promise<v
                 backoffMs: { type: "integer" },
                 timeoutMs: { type: "integer" },
                 idempotencyKey: { type: "string" },
+                queue: { type: "string", pattern: NAME.source },
               },
             },
           },
@@ -88,13 +122,79 @@ export async function taskRoutes(app: FastifyInstance, deps: AppDeps): Promise<v
     },
   );
 
+  app.get<{ Querystring: ListQuery }>(
+    "/api/tasks",
+    {
+      config: { access: "signed-in" },
+      schema: {
+        summary: "Jobs newest first, filtered by state, task name, queue and text; a page at a time",
+        tags,
+        querystring: {
+          type: "object",
+          additionalProperties: false,
+          properties: {
+            state: { type: "string", enum: Object.values(JOB_STATES) },
+            name: { type: "string", pattern: NAME.source },
+            queue: { type: "string", pattern: NAME.source },
+            q: { type: "string", minLength: 1, maxLength: 200 },
+            cursor: { type: "string", maxLength: 500 },
+            limit: { type: "integer", minimum: 1, maximum: 500, default: 50 },
+          },
+        },
+      },
+    },
+    async (request) => {
+      const { queue, limit = 50, ...filters } = request.query;
+      // Without a queue, the queues this API knows: its tasks' and the email queue.
+      const queues = queue ? [queue] : [...new Set([EMAIL_QUEUE, ...deps.registry.queues()])].sort();
+      return answering(() => deps.producer.listJobs({ queues, limit, ...filters }));
+    },
+  );
+
   app.get<{ Params: { id: string } }>(
     "/api/tasks/:id",
-    { config: { access: "signed-in" }, schema: { summary: "A job's state, result and error", tags } },
+    {
+      config: { access: "signed-in" },
+      schema: {
+        summary: "A job: state, input, result or error with its stack, times, worker and attempts",
+        tags,
+        params: idParams,
+      },
+    },
     async (request) => {
-      const job = await deps.producer.getJob(request.params.id);
+      const job = await deps.producer.getJobDetail(request.params.id);
       if (!job) throw notFound(`job ${request.params.id}`);
-      return { id: job.id, name: job.name, state: job.state, result: job.result, error: job.error };
+      return job;
+    },
+  );
+
+  app.post<{ Params: { id: string } }>(
+    "/api/tasks/:id/cancel",
+    {
+      config: { access: "signed-in" },
+      schema: {
+        summary: "Cancel a waiting, delayed or active job; answers it as it is then",
+        tags,
+        params: idParams,
+      },
+    },
+    async (request) => {
+      const job = await answering(() => deps.producer.cancel(request.params.id));
+      if (!job) throw notFound(`job ${request.params.id}`);
+      return job;
+    },
+  );
+
+  app.post<{ Params: { id: string } }>(
+    "/api/tasks/:id/retry",
+    {
+      config: { access: "signed-in" },
+      schema: { summary: "Run a failed or cancelled job again", tags, params: idParams },
+    },
+    async (request) => {
+      const job = await answering(() => deps.producer.retry(request.params.id));
+      if (!job) throw notFound(`job ${request.params.id}`);
+      return job;
     },
   );
 
