@@ -15,6 +15,7 @@ import { saveCaughtMessage } from "./db/caught-messages.js";
 import { openDatabase, type Store } from "./db/open.js";
 import { expireLeases } from "./db/recipients.js";
 import { createUserIfMissing, getOrCreateSetting, upsertUser } from "./db/users.js";
+import { createScheduleStore } from "./db/schedules.js";
 import { forgetOldWorkers, recordHeartbeat } from "./db/workers.js";
 import { openMailCatcher, type MailCatcher } from "./mail/catcher.js";
 import { createDispatcher, type Dispatcher } from "./mail/dispatcher.js";
@@ -23,7 +24,8 @@ import { createDispatchStore, createSendStore } from "./stores.js";
 import { createSmtpTransport, type Transport } from "./mail/transport-pool.js";
 import { openBroker, type Broker } from "./queue/connection.js";
 import { createProducer } from "./queue/producer.js";
-import { TaskRegistry, type AnyTask } from "./queue/task.js";
+import { createSchedules } from "./queue/schedules.js";
+import { TaskRegistry, type AnyTask, type Retention } from "./queue/task.js";
 import { createWorkerId, startWorker, type RunningWorker } from "./queue/worker.js";
 
 export interface Roles {
@@ -158,6 +160,19 @@ export function openBrokerFor(
   );
 }
 
+function retentionOf(config: Config): Retention {
+  return { completedMs: config.taskResultRetentionMs, failedMs: config.taskErrorRetentionMs };
+}
+
+/**
+ * Records the schedules this process's tasks declare and applies every stored schedule to the
+ * broker. Every process does it at start (workers and API alike, whatever their number): the
+ * job schedulers still run each tick once.
+ */
+async function syncSchedules(broker: Broker, store: Store, tasks: TaskRegistry, retention: Retention) {
+  await createSchedules({ broker, store: createScheduleStore(store.db), tasks, retention }).sync(tasks.all());
+}
+
 /** The worker role: SMTP (or the mail catcher), the send-batch task and the user's tasks, heartbeats. */
 async function startWorkerRole(
   config: Config,
@@ -205,6 +220,7 @@ async function startWorkerRole(
   });
   opened.push({ close: () => worker.close({ timeoutMs: config.shutdownTimeoutMs }) });
   opened.push({ close: startHeartbeat(store, worker, logger) });
+  await syncSchedules(broker, store, tasks, retentionOf(config));
   return { worker, catcherUrl: catcher?.url };
 }
 
@@ -225,9 +241,8 @@ async function startApiRole(
     const candidate = randomBytes(12).toString("base64url");
     if (await createUserIfMissing(store.db, ADMIN_USER, candidate)) generatedAdminPassword = candidate;
   }
-  const producer = createProducer(broker, {
-    retention: { completedMs: config.taskResultRetentionMs, failedMs: config.taskErrorRetentionMs },
-  });
+  const producer = createProducer(broker, { retention: retentionOf(config) });
+  await syncSchedules(broker, store, parts.userTasks, retentionOf(config));
   const dispatcher: Dispatcher = createDispatcher({
     store: createDispatchStore(store.db),
     producer,

@@ -12,12 +12,14 @@ import { PGlitePool, pgCompatibleParsers } from "../queue/pglite-pool.js";
 import * as m0001 from "./migrations/0001-init.js";
 import * as m0002 from "./migrations/0002-workers.js";
 import * as m0003 from "./migrations/0003-counts.js";
+import * as m0004 from "./migrations/0004-schedules.js";
 import type { Database } from "./schema.js";
 
 const MIGRATIONS: Record<string, Migration> = {
   "0001-init": m0001,
   "0002-workers": m0002,
   "0003-counts": m0003,
+  "0004-schedules": m0004,
 };
 
 export type Store =

@@ -96,6 +96,21 @@ export interface WorkersTable {
   stopped_at: Date | null;
 }
 
+export interface SchedulesTable {
+  id: string;
+  task: string;
+  queue: string;
+  cron: string | null;
+  /** bigint: read back as a string by node-postgres. */
+  every_ms: ColumnType<string | number | null, number | null, number | null>;
+  timezone: string | null;
+  input: ColumnType<unknown, string, string>;
+  enabled: boolean;
+  source: "code" | "api";
+  created_at: CreatedAt;
+  updated_at: ColumnType<Date, Date | undefined, Date>;
+}
+
 export interface Database {
   "lovage.settings": SettingsTable;
   "lovage.users": UsersTable;
@@ -104,4 +119,5 @@ export interface Database {
   "lovage.attempts": AttemptsTable;
   "lovage.caught_messages": CaughtMessagesTable;
   "lovage.workers": WorkersTable;
+  "lovage.schedules": SchedulesTable;
 }

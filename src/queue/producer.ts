@@ -146,6 +146,8 @@ export async function pollJob(
 }
 
 export interface Producer {
+  /** How long finished jobs are kept; jobs made elsewhere (schedules) use the same. */
+  readonly retention: Retention;
   send<I, O>(task: TaskRef<I, O>, input: I, options?: SendOptions): Promise<JobHandle<Awaited<O>>>;
   getJob(id: string): Promise<JobInfo | undefined>;
   /** The job with the history of its attempts. */
@@ -469,6 +471,7 @@ export function createProducer(broker: Broker, options: ProducerOptions = {}): P
     pollJob(getJob, id, waitOptions.timeoutMs);
 
   return {
+    retention,
     async send<I, O>(task: TaskRef<I, O>, input: I, sendOptions: SendOptions = {}) {
       const merged = { ...task.defaults, ...sendOptions };
       const problems = validateSendOptions(merged);

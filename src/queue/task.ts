@@ -4,7 +4,7 @@
  * and turns send options into BullMQ job options; it never connects to anything.
  */
 import { createHash, randomUUID } from "node:crypto";
-import type { JobsOptions } from "bullmq";
+import { getNextMillis, type JobsOptions } from "bullmq";
 
 export const DEFAULT_QUEUE = "default";
 
@@ -131,6 +131,13 @@ export function validateSchedule(schedule: TaskSchedule): string[] {
     const fields = typeof schedule.cron === "string" ? schedule.cron.trim().split(/\s+/) : [];
     if (fields.length < 5 || fields.length > 6 || !fields.every((f) => /^[\d*/,\-A-Za-z?LW#]+$/.test(f))) {
       problems.push(`cron: expected 5 or 6 fields like "*/5 * * * *", got "${String(schedule.cron)}"`);
+    } else {
+      try {
+        // BullMQ's own reading of the expression, so that what is accepted here runs there.
+        getNextMillis(Date.now(), { pattern: schedule.cron });
+      } catch (error) {
+        problems.push(`cron: ${(error as Error).message} in "${schedule.cron}"`);
+      }
     }
   }
   if (
