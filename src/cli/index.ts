@@ -6,9 +6,10 @@ import { call } from "./commands/call.js";
 import { send } from "./commands/send.js";
 import { api, start, worker } from "./commands/serve.js";
 import { status } from "./commands/status.js";
+import { tasks } from "./commands/tasks.js";
 import { UsageError, type Command } from "./shared.js";
 
-const COMMANDS: Command[] = [start, api, worker, send, call, status, migrate, user];
+const COMMANDS: Command[] = [start, api, worker, send, call, tasks, status, migrate, user];
 
 const HELP = `Usage: lovage COMMAND [OPTIONS]
 

@@ -3,6 +3,7 @@
  * and active), retry, the per-send time limit, and the same over HTTP. Every test runs on each
  * backend (embedded PGlite, Redis + PostgreSQL, PostgreSQL alone), with a queue of its own.
  */
+import { execFile } from "node:child_process";
 import type { FastifyInstance, InjectOptions } from "fastify";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../../src/api/app.js";
@@ -11,7 +12,7 @@ import { createProducer, type JobDetail, type JobInfo, type Producer } from "../
 import { defineTask, TaskRegistry, type AnyTask } from "../../src/queue/task.js";
 import { startWorker, type RunningWorker } from "../../src/queue/worker.js";
 import { BACKENDS, openBackend, uniqueQueue, type Backend } from "../helpers/backends.js";
-import { waitFor } from "../helpers/lovage-process.js";
+import { CLI, waitFor } from "../helpers/lovage-process.js";
 
 const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
 const PASSWORD = "tasks-test-password-1";
@@ -280,6 +281,41 @@ describe.each(BACKENDS)("tasks on %s", (backendName) => {
       const cancelled = await call({ method: "POST", url: `/api/tasks/${id}/cancel` });
       expect(cancelled.statusCode, cancelled.body).toBe(200);
       expect(cancelled.json<JobInfo>().state).toBe("cancelled");
+    });
+
+    it("lists, shows, cancels and retries with the lovage tasks command (the built CLI)", async () => {
+      const url = await app.listen({ host: "127.0.0.1", port: 0 });
+      const lovage = (...args: string[]) =>
+        new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+          execFile(
+            process.execPath,
+            [CLI, "tasks", ...args],
+            { env: { PATH: process.env.PATH, LOVAGE_URL: url, LOVAGE_TOKEN: token }, timeout: 30_000 },
+            (error, stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
+          );
+        });
+      const sent = await call({
+        method: "POST",
+        url: "/api/tasks/echo",
+        payload: { input: { word: "marjoram" }, options: { delayMs: 60_000 } },
+      });
+      const { id } = sent.json<{ id: string }>();
+
+      const listed = await lovage("--queue", queue, "--state", "delayed", "--search", "marjoram");
+      expect(listed.code, listed.stderr).toBe(0);
+      expect(listed.stdout.split("\n")[0]).toMatch(/^ID +TASK +STATE +ATTEMPTS/);
+      expect(listed.stdout).toContain(`${id}  echo`);
+      const shown = await lovage("show", id);
+      expect(shown.stdout).toMatch(/state: +delayed/);
+      expect(shown.stdout).toContain('{"word":"marjoram"}');
+      expect(await lovage("cancel", id)).toMatchObject({ code: 0, stdout: `${id} cancelled\n` });
+      expect(await lovage("retry", id)).toMatchObject({ code: 0, stdout: `${id} waiting\n` });
+      const json = JSON.parse((await lovage("show", id, "--json")).stdout) as JobDetail;
+      expect(json).toMatchObject({ id, state: "waiting" });
+      expect(await lovage("retry", id)).toMatchObject({ code: 1, stderr: expect.stringMatching(/HTTP 409/) });
+      expect(await lovage("--state", "lost")).toMatchObject({ code: 2 });
+      expect(await lovage("show")).toMatchObject({ code: 2 });
+      await call({ method: "POST", url: `/api/tasks/${id}/cancel` });
     });
 
     it("refuses bad list queries, unknown fields and unknown jobs with a clear 4xx", async () => {
