@@ -204,7 +204,7 @@ interface CancelledRecord {
 
 const iso = (ms: number | undefined | null) => (ms ? new Date(ms).toISOString() : null);
 
-function describe(queue: string, job: Job, state: JobStateName): JobInfo {
+function toJobInfo(queue: string, job: Job, state: JobStateName): JobInfo {
   const ended = state === "failed" || state === "cancelled";
   const stacktrace = job.stacktrace ?? [];
   const opts = job.opts as Record<string, unknown>;
@@ -315,7 +315,7 @@ export function createProducer(broker: Broker, options: ProducerOptions = {}): P
     }
     const job = (await queue.getJob(parsed.jobId)) as Job | undefined;
     if (!job) return undefined;
-    return { ...parsed, job, info: describe(parsed.queue, job, stateOf(rawState, job.failedReason)) };
+    return { ...parsed, job, info: toJobInfo(parsed.queue, job, stateOf(rawState, job.failedReason)) };
   }
 
   const getJob = async (id: string) => (await readJob(id))?.info;
@@ -340,7 +340,7 @@ export function createProducer(broker: Broker, options: ProducerOptions = {}): P
         for (const job of jobs) {
           if (!job) continue;
           const jobState = bullState === "failed" ? stateOf("failed", job.failedReason) : bullState;
-          if (wanted.includes(jobState)) found.push(describe(queueName, job, jobState));
+          if (wanted.includes(jobState)) found.push(toJobInfo(queueName, job, jobState));
         }
       }
     }
