@@ -193,10 +193,18 @@ describe("authorization by the matched route", () => {
       sizeBytes: 2,
     });
     const [message] = await listCaughtMessages(store.db, 1);
+    const schedule = await app.inject({
+      method: "POST",
+      url: "/api/schedules",
+      headers: { authorization: `Bearer ${token}` },
+      payload: { id: "fixture", task: "add", cron: "0 3 * * *", input: { a: 1, b: 2 }, enabled: false },
+    });
+    expect(schedule.statusCode, schedule.body).toBe(201);
     const job = await producer.send(add, { a: 1, b: 2 });
     const values: Record<string, string> = {
       "/api/campaigns/{id}": String(campaignId),
       "/api/messages/{id}": String(message!.id),
+      "/api/schedules/{id}": "fixture",
       "/api/tasks/{id}": job.id,
       "/api/tasks/{name}": "add",
     };

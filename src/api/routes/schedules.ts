@@ -79,16 +79,6 @@ export async function scheduleRoutes(app: FastifyInstance, deps: AppDeps): Promi
     },
   );
 
-  app.get<{ Params: { id: string } }>(
-    "/api/schedules/:id",
-    { config: { access: "signed-in" }, schema: { summary: "One schedule", tags, params: idParams } },
-    async (request) => {
-      const schedule = await schedules.get(request.params.id);
-      if (!schedule) throw notFound(`schedule ${request.params.id}`);
-      return schedule;
-    },
-  );
-
   for (const [action, enabled] of [
     ["enable", true],
     ["disable", false],
@@ -121,6 +111,16 @@ export async function scheduleRoutes(app: FastifyInstance, deps: AppDeps): Promi
       const id = await schedules.runNow(request.params.id);
       if (!id) throw notFound(`schedule ${request.params.id}`);
       return reply.status(202).send({ id });
+    },
+  );
+
+  app.get<{ Params: { id: string } }>(
+    "/api/schedules/:id",
+    { config: { access: "signed-in" }, schema: { summary: "One schedule", tags, params: idParams } },
+    async (request) => {
+      const schedule = await schedules.get(request.params.id);
+      if (!schedule) throw notFound(`schedule ${request.params.id}`);
+      return schedule;
     },
   );
 
