@@ -411,6 +411,13 @@ export function createProducer(broker: Broker, options: ProducerOptions = {}): P
         `job ${id} is ${info.state}: only a waiting, delayed or active job can be cancelled (retry runs a failed one again)`,
       );
     }
+    if (info.state !== "active" && found.job?.repeatJobKey) {
+      // Removing a scheduler's next job would end the schedule silently: BullMQ adds the
+      // following run only when this one starts.
+      throw new JobStateError(
+        `job ${id} is the next run of schedule ${found.job.repeatJobKey}: disable the schedule instead`,
+      );
+    }
     const queue = broker.queue(found.queue);
     // The request first: a job that becomes active between the read and the removal below is
     // still stopped, by the worker that took it.

@@ -132,6 +132,9 @@ describe.each(BACKENDS)("schedules on %s", (backendName) => {
 
     const enabled = await schedules.setEnabled(created.id, true);
     expect(enabled?.nextRunAt).not.toBeNull();
+    const [next] = (await producer.listJobs({ queues: [report.queue], state: "delayed", limit: 5 })).tasks;
+    expect(next?.scheduleId).toBe(created.id);
+    await expect(producer.cancel(next!.id)).rejects.toThrow(/next run of schedule .*disable the schedule/);
     expect(await schedules.remove(created.id)).toBe(true);
     expect(await schedules.get(created.id)).toBeUndefined();
     expect(await backend.broker.queue(report.queue).getJobScheduler(created.id)).toBeUndefined();
