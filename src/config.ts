@@ -28,7 +28,7 @@ export interface Config {
   readonly adminPassword: string | undefined;
   /** `LOVAGE_TASKS`: comma-separated module paths whose exported tasks are registered; default: the bundled `add` example. */
   readonly taskModules: readonly string[];
-  /** `LOVAGE_CONCURRENCY`, default 20: jobs one worker process runs at once (keep it at least the SMTP pool size: a batch sends one message at a time). */
+  /** `LOVAGE_CONCURRENCY`, default 20: jobs one worker process runs at once; the send-batch jobs among them share the SMTP pool, a chunk of recipients at a time. */
   readonly concurrency: number;
   /** `LOVAGE_QUEUES`: queues a worker listens on; default all of them. */
   readonly queues: readonly string[] | undefined;
