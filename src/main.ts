@@ -8,21 +8,24 @@ import { randomBytes } from "node:crypto";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { resolve } from "node:path";
 import type { FastifyInstance } from "fastify";
-import { pino, type Logger } from "pino";
+import type { Logger } from "pino";
 import { buildApp } from "./api/app.js";
-import { redactUrl, type Config } from "./config.js";
+import { redactUrl, secretsInConfig, type Config } from "./config.js";
 import { saveCaughtMessage } from "./db/caught-messages.js";
 import { openDatabase, type Store } from "./db/open.js";
 import { expireLeases } from "./db/recipients.js";
 import { createUserIfMissing, getOrCreateSetting, upsertUser } from "./db/users.js";
 import { forgetOldWorkers, recordHeartbeat } from "./db/workers.js";
+import { createRedactingLogger } from "./logger.js";
 import { openMailCatcher, type MailCatcher } from "./mail/catcher.js";
 import { createDispatcher, type Dispatcher } from "./mail/dispatcher.js";
 import { createSendBatchTask } from "./mail/send-batch.js";
 import { createSmtpTransport, type Transport } from "./mail/transport-pool.js";
+import { checkBroker } from "./broker-check.js";
 import { openBroker, type Broker } from "./queue/connection.js";
 import { createProducer } from "./queue/producer.js";
 import { TaskRegistry, type AnyTask } from "./queue/task.js";
+import { connectFailure, listenFailure, listenSetting, naming } from "./setting-error.js";
 import { startWorker, type RunningWorker } from "./queue/worker.js";
 
 export interface Roles {
@@ -50,14 +53,10 @@ export const HEARTBEAT_MS = 5_000;
 export const WORKER_TIMEOUT_MS = 3 * HEARTBEAT_MS;
 export const DEFAULT_FROM = "Lovage <no-reply@lovage.local>";
 
-export function createLogger(config: Pick<Config, "logLevel">): Logger {
-  return pino({
-    level: config.logLevel,
-    redact: {
-      paths: ["password", "*.password", "token", "*.token", "authorization", "*.authorization"],
-      censor: "***",
-    },
-  });
+export function createLogger(
+  config: Pick<Config, "logLevel"> & Parameters<typeof secretsInConfig>[0],
+): Logger {
+  return createRedactingLogger({ level: config.logLevel, secrets: secretsInConfig(config) });
 }
 
 /** Imports each task module and registers every task it exports. */
@@ -148,7 +147,13 @@ export async function startLovage(
       },
       "starting",
     );
-    const store: Store = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+    // Before the database: a broker that cannot be reached stops the start before any migration.
+    if (config.brokerUrl) await checkBroker(config.brokerUrl);
+    const store: Store = await naming(
+      config.databaseUrl ? "LOVAGE_DATABASE_URL" : "LOVAGE_DATA_DIR",
+      openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }),
+      (error) => connectFailure(error, { url: config.databaseUrl, defaultPort: 5432 }),
+    );
     closers.push(() => store.close());
     if (store.kind === "embedded") {
       // One process owns an embedded data directory: any row still `sending` was left by a
@@ -157,12 +162,16 @@ export async function startLovage(
       if (expired > 0) logger.warn({ expired }, "recipients left sending by a crash are now unknown");
     }
 
-    const broker: Broker = await openBroker(
-      config.brokerUrl
-        ? { kind: "redis", url: config.brokerUrl }
-        : store.kind === "postgres"
-          ? { kind: "postgres", connectionString: config.databaseUrl! }
-          : { kind: "embedded", pool: store.pool },
+    const broker: Broker = await naming(
+      config.brokerUrl ? "LOVAGE_BROKER_URL" : config.databaseUrl ? "LOVAGE_DATABASE_URL" : "LOVAGE_DATA_DIR",
+      openBroker(
+        config.brokerUrl
+          ? { kind: "redis", url: config.brokerUrl }
+          : store.kind === "postgres"
+            ? { kind: "postgres", connectionString: config.databaseUrl! }
+            : { kind: "embedded", pool: store.pool },
+      ),
+      (error) => connectFailure(error, { url: config.databaseUrl, defaultPort: 5432 }),
     );
     closers.push(() => broker.close());
 
@@ -177,11 +186,15 @@ export async function startLovage(
           timeoutMs: config.smtpTimeoutMs,
         });
       } else {
-        catcher = await openMailCatcher({
-          store: { saveCaughtMessage: (message) => saveCaughtMessage(store.db, message) },
-          port: config.catcherPort,
-          logger,
-        });
+        catcher = await naming(
+          "LOVAGE_CATCHER_PORT",
+          openMailCatcher({
+            store: { saveCaughtMessage: (message) => saveCaughtMessage(store.db, message) },
+            port: config.catcherPort,
+            logger,
+          }),
+          (error) => listenFailure(error, config.catcherPort),
+        );
         closers.push(() => catcher!.close());
         transport = createSmtpTransport([catcher.url], {
           poolSize: config.smtpPoolSize,
@@ -251,7 +264,11 @@ export async function startLovage(
         logger: logger.child({ component: "http" }),
       });
       closers.push(() => app.close());
-      const address = await app.listen({ host: config.host, port: config.port });
+      const address = await naming(
+        (error) => listenSetting(error, { port: "PORT", host: "LOVAGE_HOST" }),
+        app.listen({ host: config.host, port: config.port }),
+        (error) => listenFailure(error, config.port),
+      );
       url = address.replace("[::1]", "localhost");
     }
 
