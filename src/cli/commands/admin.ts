@@ -1,5 +1,19 @@
 /** `lovage migrate` and `lovage user`: run against the database directly, not over HTTP. */
+import type { Config } from "../../config.js";
+import { connectFailure, naming } from "../../setting-error.js";
+import { removeAdminPasswordFile } from "../admin-password-file.js";
 import { UsageError, configFrom, parse, type Command } from "../shared.js";
+
+/** The database of the settings, its errors naming LOVAGE_DATABASE_URL (or the data directory). */
+async function openConfiguredDatabase(config: Config) {
+  // Loaded here, not at the top: the other commands and --help need no database driver.
+  const { openDatabase } = await import("../../db/open.js");
+  return naming(
+    config.databaseUrl ? "LOVAGE_DATABASE_URL" : "LOVAGE_DATA_DIR",
+    openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }),
+    (error) => connectFailure(error, { url: config.databaseUrl, defaultPort: 5432 }),
+  );
+}
 
 export const migrate: Command = {
   name: "migrate",
@@ -15,18 +29,18 @@ from several hosts at once: an advisory lock lets one of them do it. Every start
       return 0;
     }
     const config = configFrom(env);
-    // Loaded here, not at the top: the other commands and --help need no database driver.
-    const [{ openDatabase }, { openBroker }] = await Promise.all([
-      import("../../db/open.js"),
-      import("../../queue/connection.js"),
-    ]);
-    const store = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+    const store = await openConfiguredDatabase(config);
     try {
       if (!config.brokerUrl) {
-        const broker = await openBroker(
-          store.kind === "postgres"
-            ? { kind: "postgres", connectionString: config.databaseUrl! }
-            : { kind: "embedded", pool: store.pool },
+        const { openBroker } = await import("../../queue/connection.js");
+        const broker = await naming(
+          config.databaseUrl ? "LOVAGE_DATABASE_URL" : "LOVAGE_DATA_DIR",
+          openBroker(
+            store.kind === "postgres"
+              ? { kind: "postgres", connectionString: config.databaseUrl! }
+              : { kind: "embedded", pool: store.pool },
+          ),
+          (error) => connectFailure(error, { url: config.databaseUrl, defaultPort: 5432 }),
         );
         await broker.close();
       }
@@ -55,16 +69,15 @@ Creates the user NAME for the API and dashboard, or sets its password if it exis
     if (!values.password || values.password.length < 8)
       throw new UsageError("--password of at least 8 characters is required");
     const config = configFrom(env);
-    const [{ openDatabase }, { upsertUser }] = await Promise.all([
-      import("../../db/open.js"),
-      import("../../db/users.js"),
-    ]);
-    const store = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+    const { upsertUser } = await import("../../db/users.js");
+    const store = await openConfiguredDatabase(config);
     try {
       await upsertUser(store.db, name, values.password);
     } finally {
       await store.close();
     }
+    // The generated password saved for the CLI no longer works.
+    if (name === "admin") removeAdminPasswordFile(config.dataDir);
     console.log(`user ${name} saved`);
     return 0;
   },
