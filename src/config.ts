@@ -182,7 +182,8 @@ function urlProblem(raw: string, schemes: string[], example: string): string | u
   try {
     parsed = new URL(raw);
   } catch {
-    if (scheme === undefined || !schemes.includes(scheme) || urlUsername(raw) === undefined) return expected;
+    const hasUserinfo = urlUsername(raw) !== undefined || urlPassword(raw) !== undefined;
+    if (scheme === undefined || !schemes.includes(scheme) || !hasUserinfo) return expected;
     return `not a valid URL (a /, ?, #, % or space in the user name or password must be percent-encoded: %2F, %3F, %23, %25, %20), ${got}`;
   }
   if (!schemes.includes(parsed.protocol.replace(/:$/, ""))) return expected;
