@@ -172,7 +172,7 @@ export function dataDirOf(env: Env): string {
  * Why a URL setting is refused, or undefined if it is fine. Beyond the scheme, its user name and
  * password must read the same to WHATWG URL (which pg, ioredis and Lovage use) as to a reader
  * who splits at the last `@`: otherwise an unencoded `/`, `?` or `#` would silently move the
- * host into the password, or the password into the path.
+ * host into the password, or the password into the path. See docs/secrets.md.
  */
 function urlProblem(raw: string, schemes: string[], example: string): string | undefined {
   const got = `got "${redactUrl(raw)}"`;
@@ -187,6 +187,11 @@ function urlProblem(raw: string, schemes: string[], example: string): string | u
     return `not a valid URL (a /, ?, #, % or space in the user name or password must be percent-encoded: %2F, %3F, %23, %25, %20), ${got}`;
   }
   if (!schemes.includes(parsed.protocol.replace(/:$/, ""))) return expected;
+  // pg re-encodes a whole URL that holds a space, which turns a %2F in the password into a
+  // literal "%2F": the password would then depend on the reader.
+  if (`${urlUsername(raw) ?? ""}:${urlPassword(raw) ?? ""}`.includes(" ")) {
+    return `the user name or password holds a space: percent-encode it (%20), ${got}`;
+  }
   let username: string;
   let password: string;
   try {

@@ -203,10 +203,10 @@ describe("secrets in settings", () => {
 
   it("start prints none of them with an unencoded @ in the database password, a wrong SMTP password and an unreachable relay", async () => {
     const env: Record<string, string> = distributed({
-      // As a user may write it: only "/" and "%" encoded; the "@", ":" and space as they are.
+      // As a user may write it: "/", "%" and the space encoded, the "@" and ":" as they are.
       LOVAGE_DATABASE_URL: database.url.replace(
         "//postgres@",
-        `//postgres:${DB.value.replace(/%/g, "%25").replace(/\//g, "%2F")}@`,
+        `//postgres:${DB.value.replace(/%/g, "%25").replace(/\//g, "%2F").replace(/ /g, "%20")}@`,
       ),
       LOVAGE_SMTP_URL: `${smtp.url(WRONG_SMTP.value)},smtp://mailer:${enc(SMTP.value)}@127.0.0.1:${closedPort}`,
       LOVAGE_MAX_ATTEMPTS: "2",
