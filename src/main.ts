@@ -10,6 +10,7 @@ import { resolve } from "node:path";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import { buildApp } from "./api/app.js";
+import { checkBroker } from "./broker-check.js";
 import { redactUrl, secretsInConfig, type Config } from "./config.js";
 import { saveCaughtMessage } from "./db/caught-messages.js";
 import { openDatabase, type Store } from "./db/open.js";
@@ -21,12 +22,11 @@ import { openMailCatcher, type MailCatcher } from "./mail/catcher.js";
 import { createDispatcher, type Dispatcher } from "./mail/dispatcher.js";
 import { createSendBatchTask } from "./mail/send-batch.js";
 import { createSmtpTransport, type Transport } from "./mail/transport-pool.js";
-import { checkBroker } from "./broker-check.js";
 import { openBroker, type Broker } from "./queue/connection.js";
 import { createProducer } from "./queue/producer.js";
 import { TaskRegistry, type AnyTask } from "./queue/task.js";
-import { connectFailure, listenFailure, listenSetting, naming } from "./setting-error.js";
 import { startWorker, type RunningWorker } from "./queue/worker.js";
+import { connectFailure, listenFailure, listenSetting, naming } from "./setting-error.js";
 
 export interface Roles {
   /** HTTP API, dashboard and dispatcher. */
@@ -171,7 +171,11 @@ export async function startLovage(
             ? { kind: "postgres", connectionString: config.databaseUrl! }
             : { kind: "embedded", pool: store.pool },
       ),
-      (error) => connectFailure(error, { url: config.databaseUrl, defaultPort: 5432 }),
+      (error) =>
+        connectFailure(error, {
+          url: config.brokerUrl ?? config.databaseUrl,
+          defaultPort: config.brokerUrl ? 6379 : 5432,
+        }),
     );
     closers.push(() => broker.close());
 
