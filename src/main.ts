@@ -26,7 +26,7 @@ import { openBroker, type Broker } from "./queue/connection.js";
 import { createProducer } from "./queue/producer.js";
 import { TaskRegistry, type AnyTask } from "./queue/task.js";
 import { startWorker, type RunningWorker } from "./queue/worker.js";
-import { connectFailure, listenFailure, listenSetting, naming } from "./setting-error.js";
+import { connectFailure, listenFailure, listenSetting, messageOf, naming } from "./setting-error.js";
 
 export interface Roles {
   /** HTTP API, dashboard and dispatcher. */
@@ -152,7 +152,10 @@ export async function startLovage(
     const store: Store = await naming(
       config.databaseUrl ? "LOVAGE_DATABASE_URL" : "LOVAGE_DATA_DIR",
       openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }),
-      (error) => connectFailure(error, { url: config.databaseUrl, defaultPort: 5432 }),
+      (error) =>
+        config.databaseUrl
+          ? connectFailure(error, { url: config.databaseUrl, defaultPort: 5432 })
+          : messageOf(error),
     );
     closers.push(() => store.close());
     if (store.kind === "embedded") {
@@ -172,10 +175,12 @@ export async function startLovage(
             : { kind: "embedded", pool: store.pool },
       ),
       (error) =>
-        connectFailure(error, {
-          url: config.brokerUrl ?? config.databaseUrl,
-          defaultPort: config.brokerUrl ? 6379 : 5432,
-        }),
+        config.brokerUrl || config.databaseUrl
+          ? connectFailure(error, {
+              url: config.brokerUrl ?? config.databaseUrl,
+              defaultPort: config.brokerUrl ? 6379 : 5432,
+            })
+          : messageOf(error),
     );
     closers.push(() => broker.close());
 

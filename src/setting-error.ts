@@ -70,6 +70,12 @@ export function connectFailure(error: unknown, target?: { url?: string; defaultP
   return root.message.split("\n")[0] ?? root.message;
 }
 
+/** The first line of an error's own message, for errors that already say what failed. */
+export function messageOf(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.split("\n")[0] ?? message;
+}
+
 /** Why listening on a port failed: `5000 is already in use`. */
 export function listenFailure(error: unknown, port: number): string {
   const root = rootCause(error);

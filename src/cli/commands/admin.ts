@@ -1,6 +1,6 @@
 /** `lovage migrate` and `lovage user`: run against the database directly, not over HTTP. */
 import type { Config } from "../../config.js";
-import { connectFailure, naming } from "../../setting-error.js";
+import { connectFailure, messageOf, naming } from "../../setting-error.js";
 import { removeAdminPasswordFile } from "../admin-password-file.js";
 import { UsageError, configFrom, parse, type Command } from "../shared.js";
 
@@ -11,7 +11,10 @@ async function openConfiguredDatabase(config: Config) {
   return naming(
     config.databaseUrl ? "LOVAGE_DATABASE_URL" : "LOVAGE_DATA_DIR",
     openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }),
-    (error) => connectFailure(error, { url: config.databaseUrl, defaultPort: 5432 }),
+    (error) =>
+      config.databaseUrl
+        ? connectFailure(error, { url: config.databaseUrl, defaultPort: 5432 })
+        : messageOf(error),
   );
 }
 
@@ -40,7 +43,10 @@ from several hosts at once: an advisory lock lets one of them do it. Every start
               ? { kind: "postgres", connectionString: config.databaseUrl! }
               : { kind: "embedded", pool: store.pool },
           ),
-          (error) => connectFailure(error, { url: config.databaseUrl, defaultPort: 5432 }),
+          (error) =>
+            config.databaseUrl
+              ? connectFailure(error, { url: config.databaseUrl, defaultPort: 5432 })
+              : messageOf(error),
         );
         await broker.close();
       }
