@@ -208,6 +208,8 @@ describe("the README, pasted in order after the quick start", () => {
 
   it("runs every runnable block, each command printing what the README shows", async () => {
     const runnable = blocks.filter((block) => block.marker === "runnable");
+    const tools = await run("bash", ["-c", "command -v curl"], { cwd: clone, env });
+    if (tools.code !== 0) throw new Error("the README's commands need curl: apt-get install curl");
     for (const block of runnable) {
       const steps = stepsOf(block);
       expect(steps.length, `README line ${block.line}: no "$ " command`).toBeGreaterThan(0);
