@@ -19,6 +19,8 @@ const MIGRATIONS: Record<string, Migration> = {
   "0002-workers": m0002,
   "0003-counts": m0003,
 };
+/** Every migration, in the order they apply. */
+export const MIGRATION_NAMES = Object.keys(MIGRATIONS);
 
 export type Store =
   | {

@@ -5,10 +5,13 @@
  */
 import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { createTestDatabase } from "../helpers/backends.js";
 import { api, CLI, startLovage, waitFor, type LovageProcess } from "../helpers/lovage-process.js";
+import { freePort } from "../helpers/services.js";
 
 interface Run {
   code: number | null;
@@ -269,4 +272,87 @@ describe("the lovage command", () => {
       expect(again.stdout).toBe("30\n");
     });
   });
+});
+
+describe("start-up errors", () => {
+  let database: { url: string; drop(): Promise<void> };
+  let dataDir: string;
+  let busy: Server;
+  let busyPort: number;
+  let closedPort: number;
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    dataDir = mkdtempSync(join(tmpdir(), "lovage-cli-errors-"));
+    busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, "127.0.0.1", resolve));
+    busyPort = (busy.address() as { port: number }).port;
+    closedPort = await freePort();
+  }, 60_000);
+
+  afterAll(async () => {
+    await new Promise((resolve) => busy?.close(resolve));
+    await database?.drop();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  const cases: [command: string, what: string, settings: () => Record<string, string>, line: () => string][] =
+    [
+      [
+        "start",
+        "an unreachable database",
+        () => ({ LOVAGE_DATABASE_URL: `postgres://postgres@127.0.0.1:${closedPort}/lovage` }),
+        () => `LOVAGE_DATABASE_URL: cannot connect to 127.0.0.1:${closedPort} (ECONNREFUSED)`,
+      ],
+      [
+        "migrate",
+        "an unreachable database",
+        () => ({ LOVAGE_DATABASE_URL: `postgres://postgres@127.0.0.1:${closedPort}/lovage` }),
+        () => `LOVAGE_DATABASE_URL: cannot connect to 127.0.0.1:${closedPort} (ECONNREFUSED)`,
+      ],
+      [
+        "api",
+        "a missing database",
+        () => ({ LOVAGE_DATABASE_URL: database.url.replace(/\/[^/]+$/, "/lovage_no_such_db") }),
+        () => 'LOVAGE_DATABASE_URL: database "lovage_no_such_db" does not exist',
+      ],
+      [
+        "worker",
+        "an unreachable broker",
+        () => ({ LOVAGE_DATABASE_URL: database.url, LOVAGE_BROKER_URL: `redis://127.0.0.1:${closedPort}` }),
+        () => `LOVAGE_BROKER_URL: cannot connect to 127.0.0.1:${closedPort} (ECONNREFUSED)`,
+      ],
+      [
+        "start",
+        "a busy catcher port",
+        () => ({ LOVAGE_DATABASE_URL: database.url, LOVAGE_CATCHER_PORT: String(busyPort) }),
+        () => `LOVAGE_CATCHER_PORT: ${busyPort} is already in use`,
+      ],
+      [
+        "api",
+        "a busy HTTP port",
+        () => ({ LOVAGE_DATABASE_URL: database.url, PORT: String(busyPort) }),
+        () => `PORT: ${busyPort} is already in use`,
+      ],
+    ];
+
+  it.each(cases)(
+    "lovage %s with %s exits 1 with one line naming the setting and the cause",
+    async (command, _what, settings, line) => {
+      const run = await lovage(
+        [command],
+        cleanEnv({
+          LOVAGE_DATA_DIR: dataDir,
+          PORT: "0",
+          LOVAGE_CATCHER_PORT: "0",
+          LOVAGE_LOG_LEVEL: "warn",
+          ...settings(),
+        }),
+        60_000,
+      );
+      expect(run.code, `${run.stdout}\n${run.stderr}`).toBe(1);
+      expect(run.stderr).toBe(`lovage ${command}: ${line()}\n`);
+      expect(run.stdout).not.toMatch(/Lovage (worker \S+ )?is running|\n\s+at /);
+    },
+  );
 });
