@@ -37,7 +37,18 @@ export async function eventRoutes(app: FastifyInstance, deps: AppDeps): Promise<
 
   app.get(
     "/api/events",
-    { schema: { summary: "Server-sent events: `campaign` with a campaign's view", tags: ["events"] } },
+    {
+      schema: {
+        summary: "Server-sent events: `campaign` with a campaign's view",
+        tags: ["events"],
+        querystring: {
+          type: "object",
+          additionalProperties: false,
+          // EventSource cannot send headers, so this stream alone takes the token here.
+          properties: { token: { type: "string", maxLength: 4096 } },
+        },
+      },
+    },
     (request, reply) => {
       reply.hijack();
       const raw = reply.raw;

@@ -3,6 +3,7 @@ import type { FastifyInstance } from "fastify";
 import { Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import { sql } from "kysely";
 import type { AppDeps } from "../app.js";
+import { noQuery } from "../input.js";
 
 async function check(probe: () => Promise<void>, timeoutMs = 2_000): Promise<"up" | "down"> {
   let timer: NodeJS.Timeout | undefined;
@@ -19,9 +20,9 @@ async function check(probe: () => Promise<void>, timeoutMs = 2_000): Promise<"up
 }
 
 export async function healthRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
-  app.get("/healthz", { schema: { hide: true } }, async () => ({ status: "ok" }));
+  app.get("/healthz", { schema: { hide: true, querystring: noQuery } }, async () => ({ status: "ok" }));
 
-  app.get("/readyz", { schema: { hide: true } }, async (_request, reply) => {
+  app.get("/readyz", { schema: { hide: true, querystring: noQuery } }, async (_request, reply) => {
     const [database, broker] = await Promise.all([check(deps.ping.database), check(deps.ping.broker)]);
     const ready = database === "up" && broker === "up";
     return reply
@@ -43,7 +44,7 @@ export async function healthRoutes(app: FastifyInstance, deps: AppDeps): Promise
       for (const row of rows.rows) this.set({ status: row.status }, row.n);
     },
   });
-  app.get("/metrics", { schema: { hide: true } }, async (_request, reply) => {
+  app.get("/metrics", { schema: { hide: true, querystring: noQuery } }, async (_request, reply) => {
     const body = await registry.metrics();
     return reply.header("content-type", registry.contentType).send(body);
   });

@@ -3,6 +3,7 @@ import type { FastifyInstance } from "fastify";
 import { getCaughtMessage, listCaughtMessages } from "../../db/caught-messages.js";
 import type { AppDeps } from "../app.js";
 import { notFound } from "../errors.js";
+import { idParams, noQuery } from "../input.js";
 
 export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
   const tags = ["mail catcher"];
@@ -14,6 +15,7 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
         tags,
         querystring: {
           type: "object",
+          additionalProperties: false,
           properties: { limit: { type: "integer", minimum: 1, maximum: 1000 } },
         },
       },
@@ -29,7 +31,8 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
       schema: {
         summary: "One caught message with its text, HTML and headers",
         tags,
-        params: { type: "object", properties: { id: { type: "integer", minimum: 1 } } },
+        params: idParams,
+        querystring: noQuery,
       },
     },
     async (request) => {
