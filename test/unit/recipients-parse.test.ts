@@ -547,7 +547,7 @@ describe("parseUpload encodings", () => {
 
   it("refuses a NUL byte, naming its line, in UTF-8, in UTF-16 and in text chunks", async () => {
     const text = "email,name\nbob@example.com,Bo\u0000b\n";
-    const hint = /^line 2: a NUL byte cannot be stored .*save the file as UTF-8/;
+    const hint = /^line 2: a NUL byte( \(at byte offset \d+\))? cannot be stored: .* Save the file as UTF-8$/;
     await expect(collect(parseUpload(bytesOf(text), "list.csv"))).rejects.toThrow(hint);
     await expect(collect(parseUpload(chunked(utf16(text, "le"), 4), "list.csv"))).rejects.toThrow(hint);
     await expect(collect(parseUpload(Readable.from([text]), "list.csv"))).rejects.toThrow(hint);
@@ -556,7 +556,7 @@ describe("parseUpload encodings", () => {
   it("refuses UTF-16 without a BOM as not text, rather than rejecting every line", async () => {
     const bytes = Buffer.from("bob@example.com\n", "utf16le");
     await expect(collect(parseUpload(chunked(bytes, 64), "list.txt"))).rejects.toThrow(
-      /^line 1: a NUL byte cannot be stored \(is this a binary file, or UTF-16 without a byte order mark\?\)/,
+      "line 1: a NUL byte (at byte offset 1) cannot be stored: is this a binary file, or UTF-16 without a byte order mark? Save the file as UTF-8",
     );
   });
 

@@ -411,7 +411,7 @@ async function* decodeText(input: NodeJS.ReadableStream | Readable): AsyncGenera
     if (typeof chunk === "string") {
       text = atStart ? stripBom(chunk) : chunk;
       const nul = text.indexOf("\0");
-      if (nul !== -1) throw new UnreadableTextError(breaks.lineAfter(text.slice(0, nul)), NUL_HINT);
+      if (nul !== -1) throw new UnreadableTextError(breaks.lineAfter(text.slice(0, nul)), nulMessage());
     } else if (chunk instanceof Uint8Array) {
       const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
       if (decoder === undefined) {
@@ -483,8 +483,10 @@ export class UnreadableTextError extends Error {
   }
 }
 
-const NUL_HINT =
-  "a NUL byte cannot be stored (is this a binary file, or UTF-16 without a byte order mark?); save the file as UTF-8";
+function nulMessage(offset?: number): string {
+  const where = offset === undefined ? "" : ` (at byte offset ${offset})`;
+  return `a NUL byte${where} cannot be stored: is this a binary file, or UTF-16 without a byte order mark? Save the file as UTF-8`;
+}
 
 function byteDecoderFor(head: Buffer): ByteDecoder {
   if (head[0] === 0xff && head[1] === 0xfe) return new Utf16Chunks(false);
@@ -508,7 +510,7 @@ class Utf8Chunks implements ByteDecoder {
       const at = nul !== -1 ? nul : bad;
       const line = breaks.lineAfter(this.text(bytes.subarray(0, at)));
       const where = `byte offset ${this.offset + at}`;
-      if (nul !== -1) throw new UnreadableTextError(line, `${NUL_HINT} (at ${where})`);
+      if (nul !== -1) throw new UnreadableTextError(line, nulMessage(this.offset + at));
       throw new UnreadableTextError(
         line,
         `byte 0x${bytes[at]!.toString(16).toUpperCase().padStart(2, "0")} (at ${where}) is not UTF-8; save the file as UTF-8`,
@@ -562,7 +564,7 @@ class Utf16Chunks implements ByteDecoder {
       throw new UnreadableTextError(
         line,
         bad.char === "\0"
-          ? `${NUL_HINT} (at byte offset ${this.offset + 2 * bad.index})`
+          ? nulMessage(this.offset + 2 * bad.index)
           : `the UTF-16 text has an unpaired surrogate at byte offset ${this.offset + 2 * bad.index}; save the file as UTF-8`,
       );
     }
