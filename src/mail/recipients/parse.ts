@@ -400,7 +400,7 @@ function likeliestDelimiter(line: string): string {
  * replacement characters would be stored with "�" in every name it touched. A NUL stops it too:
  * PostgreSQL cannot store one, and it is what a UTF-16 file without a BOM or a binary file holds.
  */
-async function* decodeText(input: NodeJS.ReadableStream | Readable): AsyncGenerator<string> {
+export async function* decodeText(input: NodeJS.ReadableStream | Readable): AsyncGenerator<string> {
   const chunks: AsyncIterable<unknown> = input;
   const breaks = new LineBreaks();
   let decoder: ByteDecoder | undefined;
