@@ -16,7 +16,7 @@ import type { Database } from "../db/schema.js";
 import type { Broker } from "../queue/connection.js";
 import type { Producer } from "../queue/producer.js";
 import type { TaskRegistry } from "../queue/task.js";
-import { ApiError, registerErrorHandler } from "./errors.js";
+import { ApiError, answerFrameworkError, registerErrorHandler } from "./errors.js";
 import { buildValidator, registerInputChecks } from "./input.js";
 import { authRoutes } from "./routes/auth.js";
 import { campaignRoutes } from "./routes/campaigns.js";
@@ -61,6 +61,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       customOptions: { removeAdditional: false, allErrors: true, verbose: true, allowUnionTypes: true },
     },
     schemaController: { compilersFactory: { buildValidator } },
+    frameworkErrors: answerFrameworkError,
   });
   registerErrorHandler(app);
   registerInputChecks(app);

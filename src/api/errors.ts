@@ -3,7 +3,7 @@
  * `{"error": {"code", "message", "details"}}`, whatever raised it (a route, Fastify's own
  * validation, a body over the limit, a dependency that is down).
  */
-import type { FastifyError, FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { InvalidCampaignError } from "../mail/campaigns.js";
 import { SendOptionsError } from "../queue/producer.js";
 
@@ -14,6 +14,7 @@ export const ERROR_STATUS = Object.freeze({
   not_found: 404,
   conflict: 409,
   too_large: 413,
+  uri_too_long: 414,
   unsupported_media_type: 415,
   rate_limited: 429,
   internal: 500,
@@ -179,14 +180,39 @@ function toApiError(error: FastifyError | Error, request: FastifyRequest): ApiEr
   return new ApiError("internal", "internal error");
 }
 
+function send(reply: FastifyReply, apiError: ApiError): FastifyReply {
+  return reply
+    .status(apiError.status)
+    .send({ error: { code: apiError.code, message: apiError.message, details: apiError.details ?? null } });
+}
+
 export function registerErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const apiError = toApiError(error, request);
     if (apiError.code === "internal" || apiError.code === "unavailable") {
       request.log.error({ err: error }, "request failed");
     }
-    return reply
-      .status(apiError.status)
-      .send({ error: { code: apiError.code, message: apiError.message, details: apiError.details ?? null } });
+    return send(reply, apiError);
   });
+}
+
+/**
+ * Fastify's `frameworkErrors`: a path the router cannot even read (broken percent-encoding, a
+ * segment over maxParamLength) answers in the common shape too, without echoing the path.
+ */
+export function answerFrameworkError(
+  error: FastifyError,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): void {
+  let apiError: ApiError;
+  if (error.code === "FST_ERR_MAX_PARAM_LENGTH") {
+    apiError = new ApiError(
+      "uri_too_long",
+      `a path segment is longer than ${request.server.initialConfig.maxParamLength ?? 100} characters`,
+    );
+  } else if (error.code === "FST_ERR_BAD_URL") {
+    apiError = new ApiError("bad_request", "the path is not valid percent-encoded UTF-8");
+  } else apiError = toApiError(error, request);
+  void send(reply, apiError);
 }

@@ -26,7 +26,8 @@ export const idParams = {
 } as const;
 
 /** The querystring of a route that takes none: any parameter is a 400 naming it. */
-export const noQuery = { type: "object", additionalProperties: false } as const;
+// `properties: {}`: without it, @fastify/swagger reads the schema's own keywords as parameters.
+export const noQuery = { type: "object", additionalProperties: false, properties: {} } as const;
 
 /** The body of a route that takes none: nothing, `null` or `{}`; a field is a 400 naming it. */
 export const noBody = {
@@ -133,7 +134,41 @@ export function registerInputChecks(app: FastifyInstance): void {
   app.addHook("preValidation", async (request) => {
     const problem = findUnstorable(request.params, "params") ?? findUnstorable(request.query, "querystring");
     if (problem) throw unstorableError(problem);
+    const schema = request.routeOptions.schema as { params?: unknown; querystring?: unknown } | undefined;
+    const integers = [
+      ...integerTextProblems(schema?.params, request.params, "params"),
+      ...integerTextProblems(schema?.querystring, request.query, "querystring"),
+    ];
+    if (integers.length > 0) {
+      throw new ApiError(
+        "bad_request",
+        `invalid request: ${integers.map((p) => `${p.field}: ${p.reason}`).join("; ")}`,
+        integers,
+      );
+    }
   });
+}
+
+const DECIMAL_INTEGER = /^[+-]?\d+$/;
+
+/**
+ * Integers of the path and querystring written as anything but decimal digits. Ajv's coercion
+ * would take "0x10" as 16, " 5" as 5, and "Infinity" or "1e400" as Infinity, which then skips
+ * every bound (`isFinite` guards them) and reaches PostgreSQL as "Infinity".
+ */
+function integerTextProblems(schema: unknown, values: unknown, part: string): InputProblem[] {
+  const properties = (schema as { properties?: Record<string, { type?: unknown }> } | undefined)?.properties;
+  if (!properties || typeof values !== "object" || values === null) return [];
+  const problems: InputProblem[] = [];
+  for (const [name, value] of Object.entries(values)) {
+    if (properties[name]?.type !== "integer" || typeof value !== "string" || DECIMAL_INTEGER.test(value))
+      continue;
+    problems.push({
+      field: `${part}${fieldSuffix(name)}`,
+      reason: `must be a whole number written in digits, got ${JSON.stringify(value.slice(0, 40))}`,
+    });
+  }
+  return problems;
 }
 
 export function parseJsonBody(body: Buffer): unknown {
@@ -185,7 +220,9 @@ export function locateJsonError(text: string): { position: number; reason: strin
     while (at < text.length && " \t\n\r".includes(text[at]!)) at += 1;
   };
   const describe = (position: number) =>
-    position >= text.length ? "the end of the body" : `${JSON.stringify(text[position])}`;
+    position >= text.length
+      ? "the end of the body"
+      : JSON.stringify(String.fromCodePoint(text.codePointAt(position)!));
 
   type Step = "value" | "key" | "after";
   let step: Step = "value";

@@ -549,6 +549,22 @@ describe("bad input", () => {
       expect(error.details).toEqual([{ field: "params.id", reason: `must be at most ${MAX_ID}` }]);
     });
 
+    it.each(["Infinity", "-Infinity", "1e400", "0x10", "1.0", "%205"])(
+      "answers 400 for an id written as %s, which ajv alone would coerce",
+      async (id) => {
+        for (const [method, url] of [
+          ["GET", `/api/campaigns/${id}`],
+          ["POST", `/api/campaigns/${id}/resume`],
+          ["GET", `/api/emails?cursor=${id}`],
+        ] as const) {
+          const error = expectError(await api.call({ method, url }), 400, "bad_request");
+          expect((error.details as Problem[])[0]?.reason, url).toMatch(
+            /^must be a whole number written in digits, got /,
+          );
+        }
+      },
+    );
+
     it("answers 404, not 400, for the largest id", async () => {
       expectError(await api.call({ method: "GET", url: `/api/campaigns/${MAX_ID}` }), 404, "not_found");
     });
