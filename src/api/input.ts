@@ -134,7 +134,7 @@ export function registerInputChecks(app: FastifyInstance): void {
   app.addHook("preValidation", async (request) => {
     const problem = findUnstorable(request.params, "params") ?? findUnstorable(request.query, "querystring");
     if (problem) throw unstorableError(problem);
-    const schema = request.routeOptions.schema as { params?: unknown; querystring?: unknown } | undefined;
+    const schema = request.routeOptions.schema;
     const integers = [
       ...integerTextProblems(schema?.params, request.params, "params"),
       ...integerTextProblems(schema?.querystring, request.query, "querystring"),
