@@ -200,7 +200,34 @@ describe("the lovage command", () => {
       const { body: campaign } = await api<{ html: string }>(server, "GET", `/api/campaigns/${id}`);
       expect(campaign.html.length).toBe(html.length);
       expect(campaign.html).toBe(html);
-    });
+
+      // And it is delivered whole: the mail catcher holds the same HTML.
+      const done = await waitFor(
+        async () => {
+          const { body } = await api<{ status: string; counts: { sent: number } }>(
+            server,
+            "GET",
+            `/api/campaigns/${id}`,
+          );
+          return body.status === "completed" ? body : undefined;
+        },
+        { message: `campaign ${id} completed`, timeoutMs: 60_000 },
+      );
+      expect(done.counts.sent).toBe(1);
+      const { body: caught } = await api<{ messages: { id: number; to: string[] }[] }>(
+        server,
+        "GET",
+        "/api/messages?limit=1000",
+      );
+      const message = caught.messages.find((m) => m.to.includes("big-html@example.com"));
+      expect(message, JSON.stringify(caught.messages.slice(0, 3))).toBeDefined();
+      const { body: full } = await api<{ html: string | null }>(
+        server,
+        "GET",
+        `/api/messages/${message!.id}`,
+      );
+      expect(full.html?.trim()).toBe(html);
+    }, 120_000);
 
     it("exits 2 naming the byte when --html-file is not UTF-8", async () => {
       const htmlFile = join(workDir, "latin1.html");
