@@ -50,25 +50,19 @@ const DATE_TIME =
 export function parseDateTime(value: string): Date | undefined {
   const match = DATE_TIME.exec(value);
   if (!match) return undefined;
-  const [, year, month, day, hour, minute, second = "0", fraction = "", zone = "Z"] = match;
-  const [y, mo, d, h, mi, sec] = [year, month, day, hour, minute, second].map(Number) as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
+  const field = (group: number) => Number(match[group] ?? 0);
+  const [y, mo, d, h, mi, sec] = [field(1), field(2), field(3), field(4), field(5), field(6)] as const;
+  const zone = (match[8] ?? "Z").toUpperCase();
+  // Date.UTC(y, mo, 0) is the last day of month mo; it rolls 30 February over instead of refusing it.
   const daysInMonth = new Date(Date.UTC(y, mo, 0)).getUTCDate();
   if (mo < 1 || mo > 12 || d < 1 || d > daysInMonth || h > 23 || mi > 59 || sec > 59) return undefined;
   const offsetMinutes =
-    zone.toUpperCase() === "Z"
+    zone === "Z"
       ? 0
       : (zone.startsWith("-") ? -1 : 1) * (Number(zone.slice(1, 3)) * 60 + Number(zone.slice(4, 6)));
-  const utc = new Date(0);
-  utc.setUTCFullYear(y, mo - 1, d);
-  utc.setUTCHours(h, mi, sec, Math.floor(Number(`0${fraction || ".0"}`) * 1000));
-  return new Date(utc.getTime() - offsetMinutes * 60_000);
+  const ms = Math.floor(Number(`0${match[7] ?? ""}`) * 1000);
+  // Years before 100 would be read as 19xx; they are far outside any range a caller allows.
+  return new Date(Date.UTC(y, mo - 1, d, h, mi, sec, ms) - offsetMinutes * 60_000);
 }
 
 export function validateCampaignInput(
