@@ -95,9 +95,19 @@ export function findUnstorable(value: unknown, root: string): InputProblem | und
       const keyPath = `${path}${fieldSuffix(key)}`;
       const bad = unstorableChar(key);
       if (bad) return { field: keyPath, reason: `the field name ${bad.reason}` };
-      // JSON.parse makes these plain keys, but a later Object.assign would set the prototype.
+      const child = (current as Record<string, unknown>)[key];
+      // As Fastify's own parser refused them: JSON.parse makes these plain keys, but a later
+      // Object.assign or merge would set a prototype through them.
       if (key === "__proto__") return { field: keyPath, reason: "a field named __proto__ is not allowed" };
-      stack.push({ value: (current as Record<string, unknown>)[key], path: keyPath, depth: depth + 1 });
+      if (
+        key === "constructor" &&
+        typeof child === "object" &&
+        child !== null &&
+        Object.hasOwn(child, "prototype")
+      ) {
+        return { field: keyPath, reason: "a constructor.prototype field is not allowed" };
+      }
+      stack.push({ value: child, path: keyPath, depth: depth + 1 });
     }
   }
   return undefined;

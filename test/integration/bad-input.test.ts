@@ -511,6 +511,26 @@ describe("bad input", () => {
       expect(pair.json<Created>().campaign.subject).toBe("Fox 🦊");
     });
 
+    it("refuses prototype keys as Fastify's own parser did", async () => {
+      for (const [payload, message] of [
+        [
+          '{"subject":"x","__proto__":{"admin":true}}',
+          "body.__proto__: a field named __proto__ is not allowed",
+        ],
+        [
+          '{"subject":"x","recipients":[{"email":"a@example.com","constructor":{"prototype":{}}}]}',
+          "body.recipients[0].constructor: a constructor.prototype field is not allowed",
+        ],
+      ]) {
+        const error = await refused(
+          { method: "POST", url: "/api/campaigns", payload, headers: { "content-type": "application/json" } },
+          400,
+          "bad_request",
+        );
+        expect(error.message).toBe(message);
+      }
+    });
+
     it("refuses a JSON body that is not UTF-8, naming the byte", async () => {
       const body = Buffer.concat([
         Buffer.from('{"subject":"Ren'),
