@@ -188,6 +188,63 @@ describe("the lovage command", () => {
       expect(run.stderr).toContain("no such file");
     });
 
+    it("sends a 1.2 MB --html-file whole", async () => {
+      const html = `<p>${"é".repeat(600_000)}</p>`;
+      const htmlFile = join(workDir, "big.html");
+      writeFileSync(htmlFile, html);
+      const list = join(workDir, "one.txt");
+      writeFileSync(list, "big-html@example.com\n");
+      const run = await lovage(
+        ["send", "--file", list, "--subject", "Big", "--html-file", htmlFile, "--no-follow"],
+        connected,
+      );
+      expect(run.code, run.stderr).toBe(0);
+      const id = Number(/^Campaign (\d+): 1 recipients accepted/m.exec(run.stdout)?.[1]);
+      const { body: campaign } = await api<{ html: string }>(server, "GET", `/api/campaigns/${id}`);
+      expect(campaign.html.length).toBe(html.length);
+      expect(campaign.html).toBe(html);
+
+      // And it is delivered whole: the mail catcher holds the same HTML.
+      const done = await waitFor(
+        async () => {
+          const { body } = await api<{ status: string; counts: { sent: number } }>(
+            server,
+            "GET",
+            `/api/campaigns/${id}`,
+          );
+          return body.status === "completed" ? body : undefined;
+        },
+        { message: `campaign ${id} completed`, timeoutMs: 60_000 },
+      );
+      expect(done.counts.sent).toBe(1);
+      const { body: caught } = await api<{ messages: { id: number; to: string[] }[] }>(
+        server,
+        "GET",
+        "/api/messages?limit=1000",
+      );
+      const message = caught.messages.find((m) => m.to.includes("big-html@example.com"));
+      expect(message, JSON.stringify(caught.messages.slice(0, 3))).toBeDefined();
+      const { body: full } = await api<{ html: string | null }>(
+        server,
+        "GET",
+        `/api/messages/${message!.id}`,
+      );
+      expect(full.html?.trim()).toBe(html);
+    }, 120_000);
+
+    it("exits 2 naming the byte when --html-file is not UTF-8", async () => {
+      const htmlFile = join(workDir, "latin1.html");
+      writeFileSync(htmlFile, Buffer.from("<p>Caf\xe9</p>\n", "latin1"));
+      const run = await lovage(
+        ["send", "--file", htmlFile, "--subject", "x", "--html-file", htmlFile],
+        connected,
+      );
+      expect(run.code).toBe(2);
+      expect(run.stderr).toContain(
+        `--html-file ${htmlFile}: line 1: byte 0xE9 (at byte offset 6) is not UTF-8; save the file as UTF-8`,
+      );
+    });
+
     it("exits 1 listing the lines when no recipient is valid", async () => {
       const file = join(workDir, "bad.txt");
       writeFileSync(file, "bob@\nnot-an-address\n");
