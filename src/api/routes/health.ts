@@ -1,7 +1,7 @@
 /** Liveness, readiness (which dependency is down) and Prometheus metrics. */
 import type { FastifyInstance } from "fastify";
 import { Gauge, Registry, collectDefaultMetrics } from "prom-client";
-import { sql } from "kysely";
+import { countsByStatus } from "../../db/recipients.js";
 import type { AppDeps } from "../app.js";
 import { noQuery } from "../input.js";
 
@@ -46,10 +46,9 @@ export async function healthRoutes(app: FastifyInstance, deps: AppDeps): Promise
     labelNames: ["status"],
     registers: [registry],
     async collect() {
-      const rows = await sql<{ status: string; n: number }>`
-        SELECT status, count(*)::int AS n FROM lovage.recipients GROUP BY status`.execute(deps.db);
+      const counts = await countsByStatus(deps.db);
       this.reset();
-      for (const row of rows.rows) this.set({ status: row.status }, row.n);
+      for (const [status, n] of Object.entries(counts)) this.set({ status }, n);
     },
   });
   app.get(
