@@ -17,7 +17,7 @@ import { once } from "node:events";
 import { api } from "../test/helpers/lovage-process.js";
 import { FROM, SUBJECT, TEXT, recipients } from "./message.js";
 import { peakRssBytes, rssBytes } from "./proc.js";
-import { sendCampaign, startTopology, type LovageSettings, type Topology } from "./run-lovage.js";
+import { sendCampaign, withTopology, type LovageSettings, type Topology } from "./run-lovage.js";
 import { startSink } from "./start-sink.js";
 
 export interface MillionResult {
@@ -74,87 +74,83 @@ export async function runMillion(
   const dir = mkdtempSync(join(tmpdir(), "lovage-million-"));
   const sink = await startSink(0);
   const env = { LOVAGE_SMTP_URL: sink.url, LOVAGE_LOG_LEVEL: "warn", ...options.lovage.env };
-  let started: Awaited<ReturnType<typeof startTopology>> | undefined;
   let sampler: NodeJS.Timeout | undefined;
   try {
     const csv = join(dir, "million.csv");
     const csvBytes = await writeCsv(csv, options.rows);
-    started = await startTopology(topology, env, options.lovage.nodeArgs);
-    const { lovage, pids } = started;
-    let peakSampled = 0;
-    sampler = setInterval(() => {
-      peakSampled = Math.max(
-        peakSampled,
-        pids.reduce((sum, pid) => sum + (rssBytes(pid) ?? 0), 0),
+    return await withTopology(topology, env, options, async ({ lovage, pids }) => {
+      let peakSampled = 0;
+      sampler = setInterval(() => {
+        peakSampled = Math.max(
+          peakSampled,
+          pids.reduce((sum, pid) => sum + (rssBytes(pid) ?? 0), 0),
+        );
+      }, 200);
+
+      const reference = await sendCampaign(lovage, recipients(REFERENCE_N, "reference"), options);
+      const referenceRate = REFERENCE_N / (reference.wallMs / 1000);
+      options.log(`  ${REFERENCE_N} recipients at ${referenceRate.toFixed(0)} emails/s`);
+
+      const form = new FormData();
+      form.set("name", "a million");
+      form.set("from", FROM);
+      form.set("subject", SUBJECT);
+      form.set("text", TEXT.replace("{{name}},", "{{name}} of {{company}},"));
+      form.set("file", await openAsBlob(csv, { type: "text/csv" }), "million.csv");
+      const upload = await timed(() =>
+        fetch(`${lovage.url}/api/campaigns`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${lovage.token}` },
+          body: form,
+          signal: AbortSignal.timeout(options.timeoutMs),
+        }),
       );
-    }, 200);
-
-    const reference = await sendCampaign(lovage, recipients(REFERENCE_N, "reference"), options);
-    const referenceRate = REFERENCE_N / (reference.wallMs / 1000);
-    options.log(`  ${REFERENCE_N} recipients at ${referenceRate.toFixed(0)} emails/s`);
-
-    const form = new FormData();
-    form.set("name", "a million");
-    form.set("from", FROM);
-    form.set("subject", SUBJECT);
-    form.set("text", TEXT.replace("{{name}},", "{{name}} of {{company}},"));
-    form.set("file", await openAsBlob(csv, { type: "text/csv" }), "million.csv");
-    const upload = await timed(() =>
-      fetch(`${lovage.url}/api/campaigns`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${lovage.token}` },
-        body: form,
-        signal: AbortSignal.timeout(options.timeoutMs),
-      }),
-    );
-    const created = (await upload.value.json()) as { campaign?: CampaignView; accepted?: number };
-    if (upload.value.status !== 202 || created.accepted !== options.rows) {
-      throw new Error(`the upload answered ${upload.value.status}: ${JSON.stringify(created).slice(0, 300)}`);
-    }
-    const id = created.campaign!.id;
-    options.log(`  ${options.rows} rows accepted in ${(upload.ms / 1000).toFixed(1)} s`);
-
-    const detailMs: number[] = [];
-    const firstPageMs: number[] = [];
-    const sendingFrom = performance.now();
-    let sent = 0;
-    while (performance.now() - sendingFrom < FIRST_MINUTE_MS) {
-      const detail = await timed(() => api<CampaignView>(lovage, "GET", `/api/campaigns/${id}`));
-      const page = await timed(() => api(lovage, "GET", `/api/campaigns/${id}/recipients?limit=100`));
-      if (detail.value.status !== 200 || page.value.status !== 200) {
-        throw new Error(`while sending: detail ${detail.value.status}, first page ${page.value.status}`);
+      const created = (await upload.value.json()) as { campaign?: CampaignView; accepted?: number };
+      if (upload.value.status !== 202 || created.accepted !== options.rows) {
+        throw new Error(
+          `the upload answered ${upload.value.status}: ${JSON.stringify(created).slice(0, 300)}`,
+        );
       }
-      detailMs.push(detail.ms);
-      firstPageMs.push(page.ms);
-      sent = detail.value.body.counts.sent ?? 0;
-      await new Promise((resolve) => setTimeout(resolve, 1_000));
-    }
-    const firstMinuteRate = sent / ((performance.now() - sendingFrom) / 1000);
-    const cancelled = await api(lovage, "POST", `/api/campaigns/${id}/cancel`);
-    if (cancelled.status !== 200) throw new Error(`cancel answered ${cancelled.status}`);
-    clearInterval(sampler);
-    const peak = Math.max(
-      peakSampled,
-      pids.reduce((sum, pid) => sum + (peakRssBytes(pid) ?? 0), 0),
-    );
-    return {
-      rows: options.rows,
-      csvBytes,
-      acceptMs: upload.ms,
-      peakRssBytes: peak,
-      processes: pids.length,
-      detailMs: { p50: median(detailMs), max: Math.max(...detailMs) },
-      firstPageMs: { p50: median(firstPageMs), max: Math.max(...firstPageMs) },
-      firstMinuteRate,
-      referenceRate,
-    };
-  } catch (error) {
-    const output = started?.output();
-    if (output) options.log(`  output of the lovage processes (last lines):\n${output}`);
-    throw error;
+      const id = created.campaign!.id;
+      options.log(`  ${options.rows} rows accepted in ${(upload.ms / 1000).toFixed(1)} s`);
+
+      const detailMs: number[] = [];
+      const firstPageMs: number[] = [];
+      const sendingFrom = performance.now();
+      let sent = 0;
+      while (performance.now() - sendingFrom < FIRST_MINUTE_MS) {
+        const detail = await timed(() => api<CampaignView>(lovage, "GET", `/api/campaigns/${id}`));
+        const page = await timed(() => api(lovage, "GET", `/api/campaigns/${id}/recipients?limit=100`));
+        if (detail.value.status !== 200 || page.value.status !== 200) {
+          throw new Error(`while sending: detail ${detail.value.status}, first page ${page.value.status}`);
+        }
+        detailMs.push(detail.ms);
+        firstPageMs.push(page.ms);
+        sent = detail.value.body.counts.sent ?? 0;
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+      }
+      const firstMinuteRate = sent / ((performance.now() - sendingFrom) / 1000);
+      const cancelled = await api(lovage, "POST", `/api/campaigns/${id}/cancel`);
+      if (cancelled.status !== 200) throw new Error(`cancel answered ${cancelled.status}`);
+      clearInterval(sampler);
+      const peak = Math.max(
+        peakSampled,
+        pids.reduce((sum, pid) => sum + (peakRssBytes(pid) ?? 0), 0),
+      );
+      return {
+        rows: options.rows,
+        csvBytes,
+        acceptMs: upload.ms,
+        peakRssBytes: peak,
+        processes: pids.length,
+        detailMs: { p50: median(detailMs), max: Math.max(...detailMs) },
+        firstPageMs: { p50: median(firstPageMs), max: Math.max(...firstPageMs) },
+        firstMinuteRate,
+        referenceRate,
+      };
+    });
   } finally {
     clearInterval(sampler);
-    await started?.close((line) => options.log(line));
     await sink.close();
     rmSync(dir, { recursive: true, force: true });
   }

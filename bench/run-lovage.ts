@@ -256,17 +256,36 @@ export async function startTopology(
   }
 }
 
+/**
+ * Runs `work` on a started topology; on a failure prints the processes' last lines, and stops
+ * and removes everything in any case.
+ */
+export async function withTopology<T>(
+  topology: Topology,
+  env: Record<string, string>,
+  options: { lovage: Pick<LovageSettings, "nodeArgs">; log(line: string): void },
+  work: (started: StartedTopology) => Promise<T>,
+): Promise<T> {
+  const started = await startTopology(topology, env, options.lovage.nodeArgs);
+  try {
+    return await work(started);
+  } catch (error) {
+    const output = started.output();
+    if (output) options.log(`  output of the lovage processes (last lines):\n${output}`);
+    throw error;
+  } finally {
+    await started.close((line) => options.log(line));
+  }
+}
+
 export async function runLovage(topology: Topology, options: LovageRunOptions): Promise<Measurement> {
   const env: Record<string, string> = {
     LOVAGE_SMTP_URL: options.smtpUrl,
     LOVAGE_LOG_LEVEL: "warn",
     ...options.lovage.env,
   };
-  let started: StartedTopology | undefined;
   let sampler: NodeJS.Timeout | undefined;
-  try {
-    started = await startTopology(topology, env, options.lovage.nodeArgs);
-    const { lovage, pids, startupMs } = started;
+  return withTopology(topology, env, options, async ({ lovage, pids, startupMs }) => {
     const warmupMs =
       options.warmup > 0
         ? (await sendCampaign(lovage, recipients(options.warmup, "warmup"), options)).wallMs
@@ -307,12 +326,5 @@ export async function runLovage(topology: Topology, options: LovageRunOptions): 
           : []),
       ],
     };
-  } catch (error) {
-    const output = started?.output();
-    if (output) options.log(`  output of the lovage processes (last lines):\n${output}`);
-    throw error;
-  } finally {
-    clearInterval(sampler);
-    await started?.close((line) => options.log(line));
-  }
+  }).finally(() => clearInterval(sampler));
 }

@@ -4,6 +4,9 @@
  * problem at once with the setting's name, and it returns a frozen object.
  */
 import { resolve } from "node:path";
+import { decodePercent, redactUrl, urlPassword, urlUsername, type Secrets } from "./redact.js";
+
+export { redactUrl };
 
 export type Topology = "embedded" | "distributed";
 
@@ -28,7 +31,7 @@ export interface Config {
   readonly adminPassword: string | undefined;
   /** `LOVAGE_TASKS`: comma-separated module paths whose exported tasks are registered; default: the bundled `add` example. */
   readonly taskModules: readonly string[];
-  /** `LOVAGE_CONCURRENCY`, default 20: jobs one worker process runs at once (keep it at least the SMTP pool size: a batch sends one message at a time). */
+  /** `LOVAGE_CONCURRENCY`, default 20: jobs one worker process runs at once; the send-batch jobs among them share the SMTP pool, a chunk of recipients at a time. */
   readonly concurrency: number;
   /** `LOVAGE_QUEUES`: queues a worker listens on; default all of them. */
   readonly queues: readonly string[] | undefined;
@@ -93,15 +96,9 @@ export function loadConfig(env: Env): Config {
   const url = (name: string, schemes: string[], example: string): string | undefined => {
     const raw = text(name);
     if (raw === undefined) return undefined;
-    try {
-      const parsed = new URL(raw);
-      if (schemes.includes(parsed.protocol.replace(/:$/, ""))) return raw;
-    } catch {
-      // Reported below with the expected shape.
-    }
-    problems.push(
-      `${name}: expected ${schemes.map((s) => `${s}://`).join(" or ")} (like ${example}), got "${redactUrl(raw)}"`,
-    );
+    const problem = urlProblem(raw, schemes, example);
+    if (problem === undefined) return raw;
+    problems.push(`${name}: ${problem}`);
     return undefined;
   };
   const list = (name: string): string[] | undefined => {
@@ -113,14 +110,10 @@ export function loadConfig(env: Env): Config {
       .filter((item) => item !== "");
   };
 
-  const smtpUrls = (list("LOVAGE_SMTP_URL") ?? []).filter((raw) => {
-    try {
-      if (["smtp:", "smtps:"].includes(new URL(raw).protocol)) return true;
-    } catch {
-      // Reported below.
-    }
-    problems.push(`LOVAGE_SMTP_URL: expected smtp:// or smtps:// URLs, got "${redactUrl(raw)}"`);
-    return false;
+  const smtpUrls = splitUrls(text("LOVAGE_SMTP_URL") ?? "").filter((raw) => {
+    const problem = urlProblem(raw, ["smtp", "smtps"], "smtp://user:pass@relay:587");
+    if (problem !== undefined) problems.push(`LOVAGE_SMTP_URL: ${problem}`);
+    return problem === undefined;
   });
 
   const logLevel = text("LOVAGE_LOG_LEVEL") ?? "info";
@@ -137,7 +130,7 @@ export function loadConfig(env: Env): Config {
   }
 
   const config: Config = {
-    dataDir: resolve(text("LOVAGE_DATA_DIR") ?? "./data"),
+    dataDir: dataDirOf(env),
     databaseUrl: url("LOVAGE_DATABASE_URL", ["postgres", "postgresql"], "postgres://user@host:5432/lovage"),
     brokerUrl: url("LOVAGE_BROKER_URL", ["redis", "rediss"], "redis://127.0.0.1:6379"),
     smtpUrls,
@@ -186,12 +179,97 @@ export function topologyOf(config: Pick<Config, "databaseUrl" | "brokerUrl">): T
   return config.databaseUrl === undefined ? "embedded" : "distributed";
 }
 
+/** `LOVAGE_DATA_DIR` as an absolute path; the CLI reads it alone to find the admin password file. */
+export function dataDirOf(env: Env): string {
+  return resolve(env.LOVAGE_DATA_DIR?.trim() || "./data");
+}
+
 /**
- * Hides the password in a URL, for logs and error messages, and otherwise keeps the text as
- * the user wrote it. Works on the text, not a parsed URL: a URL written without its scheme
- * (`user:secret@host`) parses with no password at all.
+ * Why a URL setting is refused, or undefined if it is fine. Beyond the scheme, its user name and
+ * password must read the same to WHATWG URL (which pg, ioredis and Lovage use) as to a reader
+ * who splits at the last `@`: otherwise an unencoded `/`, `?` or `#` would silently move the
+ * host into the password, or the password into the path. See docs/secrets.md.
  */
-export function redactUrl(raw: string): string {
-  // A password in a URL cannot hold a raw "/", which keeps "scheme://" from reading as "user:".
-  return raw.replace(/(^|\/\/)([^:/@\s]*):[^@/\s]*@/, "$1$2:***@");
+function urlProblem(raw: string, schemes: string[], example: string): string | undefined {
+  const got = `got "${redactUrl(raw)}"`;
+  const expected = `expected ${schemes.map((s) => `${s}://`).join(" or ")} (like ${example}), ${got}`;
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(raw)?.[1]?.toLowerCase();
+  let parsed: URL;
+  try {
+    parsed = new URL(raw);
+  } catch {
+    const hasUserinfo = urlUsername(raw) !== undefined || urlPassword(raw) !== undefined;
+    if (scheme === undefined || !schemes.includes(scheme) || !hasUserinfo) return expected;
+    return `not a valid URL (a /, ?, #, % or space in the user name or password must be percent-encoded: %2F, %3F, %23, %25, %20), ${got}`;
+  }
+  if (!schemes.includes(parsed.protocol.replace(/:$/, ""))) return expected;
+  // pg re-encodes a whole URL that holds a space, which turns a %2F in the password into a
+  // literal "%2F": the password would then depend on the reader.
+  if (`${urlUsername(raw) ?? ""}:${urlPassword(raw) ?? ""}`.includes(" ")) {
+    return `the user name or password holds a space: percent-encode it (%20), ${got}`;
+  }
+  let username: string;
+  let password: string;
+  try {
+    username = decodeURIComponent(parsed.username);
+    password = decodeURIComponent(parsed.password);
+  } catch {
+    return `the user name or password holds a % that starts no %XX escape (write a % as %25), ${got}`;
+  }
+  if (
+    username !== decodePercent(urlUsername(raw) ?? "") ||
+    password !== decodePercent(urlPassword(raw) ?? "")
+  ) {
+    return `the user name or password holds a / ? or # that ends the address: percent-encode it (%2F, %3F, %23), ${got}`;
+  }
+  return undefined;
+}
+
+/**
+ * Splits a comma-separated list of URLs. A piece that does not start with a scheme belongs to
+ * the URL before it: a password may hold a comma.
+ */
+function splitUrls(raw: string): string[] {
+  const urls: string[] = [];
+  for (const piece of raw.split(",")) {
+    if (piece.trim() === "") continue;
+    const last = urls.length - 1;
+    if (last >= 0 && !/^\s*[a-z][a-z0-9+.-]*:\/\//i.test(piece)) urls[last] += `,${piece}`;
+    else urls.push(piece);
+  }
+  return urls.map((url) => url.trim());
+}
+
+/**
+ * The secrets the settings in `env` hold, for redaction: the passwords of the URL settings and
+ * the secret values, including the CLI's own (LOVAGE_URL, LOVAGE_PASSWORD, LOVAGE_TOKEN). It
+ * reads the raw values, so it works on settings loadConfig refuses.
+ */
+export function secretsInEnv(env: Env): Secrets {
+  const smtp = env.LOVAGE_SMTP_URL?.trim();
+  return {
+    urls: [
+      env.LOVAGE_DATABASE_URL?.trim(),
+      env.LOVAGE_BROKER_URL?.trim(),
+      smtp,
+      ...splitUrls(smtp ?? ""),
+      env.LOVAGE_URL?.trim(),
+    ],
+    values: [
+      env.LOVAGE_ADMIN_PASSWORD?.trim(),
+      env.LOVAGE_JWT_SECRET?.trim(),
+      env.LOVAGE_PASSWORD?.trim(),
+      env.LOVAGE_TOKEN?.trim(),
+    ],
+  };
+}
+
+/** The secrets a loaded configuration holds, for the logger's redaction. */
+export function secretsInConfig(
+  config: Pick<Config, "databaseUrl" | "brokerUrl" | "smtpUrls" | "jwtSecret" | "adminPassword">,
+): Secrets {
+  return {
+    urls: [config.databaseUrl, config.brokerUrl, ...config.smtpUrls],
+    values: [config.jwtSecret, config.adminPassword],
+  };
 }

@@ -8,15 +8,17 @@ import { randomBytes } from "node:crypto";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { resolve } from "node:path";
 import type { FastifyInstance } from "fastify";
-import { pino, type Logger } from "pino";
+import type { Logger } from "pino";
 import { buildApp } from "./api/app.js";
-import { redactUrl, type Config } from "./config.js";
+import { checkBroker } from "./broker-check.js";
+import { redactUrl, secretsInConfig, type Config } from "./config.js";
 import { saveCaughtMessage } from "./db/caught-messages.js";
 import { openDatabase, type Store } from "./db/open.js";
 import { expireLeases } from "./db/recipients.js";
 import { createUserIfMissing, getOrCreateSetting, upsertUser } from "./db/users.js";
 import { createScheduleStore } from "./db/schedules.js";
 import { forgetOldWorkers, recordHeartbeat } from "./db/workers.js";
+import { createRedactingLogger } from "./logger.js";
 import { openMailCatcher, type MailCatcher } from "./mail/catcher.js";
 import { createDispatcher, type Dispatcher } from "./mail/dispatcher.js";
 import { createSendBatchTask } from "./mail/send-batch.js";
@@ -27,6 +29,7 @@ import { createProducer } from "./queue/producer.js";
 import { createSchedules } from "./queue/schedules.js";
 import { TaskRegistry, type AnyTask, type Retention } from "./queue/task.js";
 import { createWorkerId, startWorker, type RunningWorker } from "./queue/worker.js";
+import { connectFailure, listenFailure, listenSetting, messageOf, naming } from "./setting-error.js";
 
 export interface Roles {
   /** HTTP API, dashboard and dispatcher. */
@@ -53,14 +56,10 @@ export const HEARTBEAT_MS = 5_000;
 export const WORKER_TIMEOUT_MS = 3 * HEARTBEAT_MS;
 export const DEFAULT_FROM = "Lovage <no-reply@lovage.local>";
 
-export function createLogger(config: Pick<Config, "logLevel">): Logger {
-  return pino({
-    level: config.logLevel,
-    redact: {
-      paths: ["password", "*.password", "token", "*.token", "authorization", "*.authorization"],
-      censor: "***",
-    },
-  });
+export function createLogger(
+  config: Pick<Config, "logLevel"> & Parameters<typeof secretsInConfig>[0],
+): Logger {
+  return createRedactingLogger({ level: config.logLevel, secrets: secretsInConfig(config) });
 }
 
 /** Imports each task module and registers every task it exports. */
@@ -131,7 +130,14 @@ interface Opened {
 
 /** The store, migrated; on an embedded store, rows a crash left `sending` become `unknown`. */
 export async function openStore(config: Config, logger: Logger): Promise<Store> {
-  const store = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  const store = await naming(
+    config.databaseUrl ? "LOVAGE_DATABASE_URL" : "LOVAGE_DATA_DIR",
+    openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }),
+    (error) =>
+      config.databaseUrl
+        ? connectFailure(error, { url: config.databaseUrl, defaultPort: 5432 })
+        : messageOf(error),
+  );
   if (store.kind === "embedded") {
     try {
       // One process owns an embedded data directory: any row still `sending` was left by a
@@ -151,12 +157,22 @@ export function openBrokerFor(
   config: Pick<Config, "brokerUrl" | "databaseUrl">,
   store: Store,
 ): Promise<Broker> {
-  return openBroker(
-    config.brokerUrl
-      ? { kind: "redis", url: config.brokerUrl }
-      : store.kind === "postgres"
-        ? { kind: "postgres", connectionString: config.databaseUrl! }
-        : { kind: "embedded", pool: store.pool },
+  return naming(
+    config.brokerUrl ? "LOVAGE_BROKER_URL" : config.databaseUrl ? "LOVAGE_DATABASE_URL" : "LOVAGE_DATA_DIR",
+    openBroker(
+      config.brokerUrl
+        ? { kind: "redis", url: config.brokerUrl }
+        : store.kind === "postgres"
+          ? { kind: "postgres", connectionString: config.databaseUrl! }
+          : { kind: "embedded", pool: store.pool },
+    ),
+    (error) =>
+      config.brokerUrl || config.databaseUrl
+        ? connectFailure(error, {
+            url: config.brokerUrl ?? config.databaseUrl,
+            defaultPort: config.brokerUrl ? 6379 : 5432,
+          })
+        : messageOf(error),
   );
 }
 
@@ -183,11 +199,15 @@ async function startWorkerRole(
   let smtpUrls = config.smtpUrls;
   let catcher: MailCatcher | undefined;
   if (smtpUrls.length === 0) {
-    catcher = await openMailCatcher({
-      store: { saveCaughtMessage: (message) => saveCaughtMessage(store.db, message) },
-      port: config.catcherPort,
-      logger,
-    });
+    catcher = await naming(
+      "LOVAGE_CATCHER_PORT",
+      openMailCatcher({
+        store: { saveCaughtMessage: (message) => saveCaughtMessage(store.db, message) },
+        port: config.catcherPort,
+        logger,
+      }),
+      (error) => listenFailure(error, config.catcherPort),
+    );
     opened.push(catcher);
     smtpUrls = [catcher.url];
   }
@@ -267,7 +287,11 @@ async function startApiRole(
     logger: logger.child({ component: "http" }),
   });
   opened.push(app);
-  const address = await app.listen({ host: config.host, port: config.port });
+  const address = await naming(
+    (error) => listenSetting(error, { port: "PORT", host: "LOVAGE_HOST" }),
+    app.listen({ host: config.host, port: config.port }),
+    (error) => listenFailure(error, config.port),
+  );
   return { url: address.replace("[::1]", "localhost"), generatedAdminPassword };
 }
 
@@ -298,6 +322,8 @@ export async function startLovage(
       },
       "starting",
     );
+    // Before the database: a broker that cannot be reached stops the start before any migration.
+    if (config.brokerUrl) await checkBroker(config.brokerUrl);
     const store = await openStore(config, logger);
     opened.push(store);
     const broker = await openBrokerFor(config, store);

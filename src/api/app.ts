@@ -17,7 +17,8 @@ import type { Broker } from "../queue/connection.js";
 import type { Producer } from "../queue/producer.js";
 import type { TaskRegistry } from "../queue/task.js";
 import { declareScopeAccess, enforceAccess } from "./access.js";
-import { registerErrorHandler } from "./errors.js";
+import { answerFrameworkError, registerErrorHandler } from "./errors.js";
+import { buildValidator, registerInputChecks } from "./input.js";
 import { authRoutes } from "./routes/auth.js";
 import { campaignRoutes } from "./routes/campaigns.js";
 import { eventRoutes } from "./routes/events.js";
@@ -55,14 +56,20 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     bodyLimit: deps.maxBodyBytes,
     // One line per request would bury what matters; errors are still logged by the error handler.
     logController: new LogController({ disableRequestLogging: true }),
-    // The error handler gives Fastify's own validation errors the common shape.
-    ajv: { customOptions: { coerceTypes: "array", removeAdditional: false, allErrors: true } },
+    // The error handler gives Fastify's own validation errors the common shape; verbose lets it
+    // name the known fields and the type it got. Coercion is per part: see buildValidator.
+    ajv: {
+      customOptions: { removeAdditional: false, allErrors: true, verbose: true, allowUnionTypes: true },
+    },
+    schemaController: { compilersFactory: { buildValidator } },
+    frameworkErrors: answerFrameworkError,
   });
   registerErrorHandler(app);
   // Helmet's hook before the access check's, so that a 401 carries the headers too; the
   // access check before any route, so that every route is declared.
   await registerSecurityHeaders(app);
   enforceAccess(app);
+  registerInputChecks(app);
 
   await app.register(fastifySwagger, {
     openapi: {
@@ -85,7 +92,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     });
   });
   await app.register(fastifyJwt, { secret: deps.jwtSecret });
-  await app.register(fastifyMultipart, { limits: { fileSize: deps.maxUploadBytes, files: 1, fields: 20 } });
+  // A text field may be as large as a JSON body; over that, the route answers 413 naming it.
+  await app.register(fastifyMultipart, {
+    limits: { fileSize: deps.maxUploadBytes, files: 1, fields: 20, fieldSize: deps.maxBodyBytes },
+  });
   await app.register(fastifyRateLimit, { global: false });
 
   await app.register(async (api) => {

@@ -1,7 +1,9 @@
 /** What the CLI's commands share: usage errors, argument parsing, and connecting to a running Lovage. */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { connect, type LovageClient } from "../client.js";
-import { ConfigError, loadConfig, type Config } from "../config.js";
+import { connect, LovageHttpError, type LovageClient } from "../client.js";
+import { ConfigError, dataDirOf, loadConfig, type Config } from "../config.js";
+import type { Secrets } from "../redact.js";
+import { adminPasswordPath, readAdminPasswordFile } from "./admin-password-file.js";
 
 /** A mistake in how the command was called: exit code 2, with the command's help. */
 export class UsageError extends Error {
@@ -59,26 +61,60 @@ export const CONNECTION_OPTIONS = {
 } as const;
 
 export const CONNECTION_HELP = `Connection (for a running Lovage):
-  --url URL          default $LOVAGE_URL or http://127.0.0.1:5000
+  --url URL          default $LOVAGE_URL or http://127.0.0.1:$PORT (5000)
   --token TOKEN      default $LOVAGE_TOKEN
   --username NAME    with --password, log in instead of a token (default admin)
-  --password PASS    default $LOVAGE_PASSWORD, then $LOVAGE_ADMIN_PASSWORD`;
+  --password PASS    default $LOVAGE_PASSWORD, then $LOVAGE_ADMIN_PASSWORD, then the
+                     password the first start generated ($LOVAGE_DATA_DIR/admin-password),
+                     when this machine ran it`;
+
+/** The secrets given on the command line, for redaction of what the CLI prints. */
+export function secretsInArgs(args: readonly string[]): Secrets {
+  const urls: string[] = [];
+  const values: string[] = [];
+  args.forEach((arg, index) => {
+    const match = /^--(url|password|token)(?:=(.*))?$/s.exec(arg);
+    const value = match?.[2] ?? args[index + 1];
+    if (match && value !== undefined) (match[1] === "url" ? urls : values).push(value);
+  });
+  return { urls, values };
+}
 
 export async function connectFrom(
   values: { url?: string; token?: string; username?: string; password?: string },
   env: NodeJS.ProcessEnv,
 ): Promise<LovageClient> {
-  const token = values.token ?? env.LOVAGE_TOKEN;
-  const password = values.password ?? env.LOVAGE_PASSWORD ?? env.LOVAGE_ADMIN_PASSWORD;
+  // An empty value counts as none: `--password "$LOVAGE_ADMIN_PASSWORD"` with the variable unset.
+  const token = values.token || env.LOVAGE_TOKEN || undefined;
+  const username = values.username || "admin";
+  let password = values.password || env.LOVAGE_PASSWORD || env.LOVAGE_ADMIN_PASSWORD || undefined;
+  let passwordFile: string | undefined;
+  if (!token && !password && username === "admin") {
+    const dataDir = dataDirOf(env);
+    password = readAdminPasswordFile(dataDir);
+    if (password) passwordFile = adminPasswordPath(dataDir);
+  }
   if (!token && !password) {
     throw new UsageError(
-      "no credentials: give --token (or LOVAGE_TOKEN), or --password (or LOVAGE_PASSWORD)",
+      `no credentials: give --token (or LOVAGE_TOKEN), or --password (or LOVAGE_PASSWORD); on the machine that ran the first start, the password it generated is read from ${adminPasswordPath(dataDirOf(env))} (set LOVAGE_DATA_DIR if it is elsewhere)`,
     );
   }
-  return connect({
-    url: values.url ?? env.LOVAGE_URL ?? `http://127.0.0.1:${env.PORT ?? 5000}`,
-    token,
-    username: values.username ?? "admin",
-    password,
-  });
+  try {
+    return await connect({
+      url: values.url || env.LOVAGE_URL || `http://127.0.0.1:${env.PORT || 5000}`,
+      token,
+      username,
+      password,
+    });
+  } catch (error) {
+    if (passwordFile && error instanceof LovageHttpError && error.status === 401) {
+      throw new LovageHttpError(
+        error.status,
+        error.code,
+        `${error.message} (tried the password in ${passwordFile}; give --password or --token)`,
+        error.details,
+      );
+    }
+    throw error;
+  }
 }

@@ -21,6 +21,8 @@ const MIGRATIONS: Record<string, Migration> = {
   "0003-counts": m0003,
   "0004-schedules": m0004,
 };
+/** Every migration, in the order they apply. */
+export const MIGRATION_NAMES = Object.keys(MIGRATIONS);
 
 export type Store =
   | {

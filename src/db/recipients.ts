@@ -315,6 +315,15 @@ export async function countsByCampaign(
   return counts;
 }
 
+/** Counts by status across every campaign, from the counters. */
+export async function countsByStatus(db: Db): Promise<Record<RecipientStatus, number>> {
+  const rows = await sql<{ status: string; n: number }>`
+    SELECT status, sum(n)::int AS n FROM lovage.campaign_counts GROUP BY status`.execute(db);
+  const counts = emptyCounts();
+  for (const row of rows.rows) if (row.status in counts) counts[row.status as RecipientStatus] = row.n;
+  return counts;
+}
+
 export function emptyCounts(): Record<RecipientStatus, number> {
   return { pending: 0, queued: 0, sending: 0, sent: 0, failed: 0, skipped: 0, unknown: 0 };
 }

@@ -62,46 +62,104 @@ const LARGE_CAMPAIGN = 10_000;
 /** Recipients per insert statement: large enough that a million-line file is a few hundred. */
 const INSERT_CHUNK = 5_000;
 
-export function validateCampaignInput(input: CampaignInput, defaultFrom: string): NewCampaign {
+/** Longest values, in characters: a name fits a list view, a subject one header line (RFC 5322). */
+export const CAMPAIGN_LIMITS = Object.freeze({ nameChars: 200, subjectChars: 998, fromChars: 320 });
+const YEAR_MS = 365.25 * 24 * 3600_000;
+/** A sendAt may lie this far back (it then sends at once) or ahead; beyond is taken as a typo. */
+export const SEND_AT_RANGE = Object.freeze({ pastMs: YEAR_MS, futureMs: 10 * YEAR_MS });
+
+// RFC 3339 date-time: a zone is required, so that "09:00" never depends on the server's clock.
+const DATE_TIME =
+  /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?([Zz]|[+-]\d{2}:\d{2})$/;
+
+/** The instant of an RFC 3339 date-time, or undefined when it is not one (or not a real date). */
+export function parseDateTime(value: string): Date | undefined {
+  const match = DATE_TIME.exec(value);
+  if (!match) return undefined;
+  const field = (group: number) => Number(match[group] ?? 0);
+  const [y, mo, d, h, mi, sec] = [field(1), field(2), field(3), field(4), field(5), field(6)] as const;
+  const zone = (match[8] ?? "Z").toUpperCase();
+  // Date.UTC(y, mo, 0) is the last day of month mo; it rolls 30 February over instead of refusing it.
+  const daysInMonth = new Date(Date.UTC(y, mo, 0)).getUTCDate();
+  if (mo < 1 || mo > 12 || d < 1 || d > daysInMonth || h > 23 || mi > 59 || sec > 59) return undefined;
+  const offsetMinutes =
+    zone === "Z"
+      ? 0
+      : (zone.startsWith("-") ? -1 : 1) * (Number(zone.slice(1, 3)) * 60 + Number(zone.slice(4, 6)));
+  const ms = Math.floor(Number(`0${match[7] ?? ""}`) * 1000);
+  // Years before 100 would be read as 19xx; they are far outside any range a caller allows.
+  return new Date(Date.UTC(y, mo - 1, d, h, mi, sec, ms) - offsetMinutes * 60_000);
+}
+
+export function validateCampaignInput(
+  input: CampaignInput,
+  defaultFrom: string,
+  now = new Date(),
+): NewCampaign {
   const problems: { field: string; reason: string }[] = [];
-  const optionalText = (field: keyof CampaignInput): string | null => {
+  const optionalText = (field: keyof CampaignInput, maxChars?: number): string | null => {
     const value = input[field];
     if (value === undefined || value === null || value === "") return null;
     if (typeof value !== "string") {
       problems.push({ field, reason: "must be a string" });
       return null;
     }
+    if (maxChars !== undefined && value.length > maxChars) {
+      problems.push({ field, reason: `must have at most ${maxChars} characters (it has ${value.length})` });
+      return null;
+    }
     return value;
   };
-  const subject = optionalText("subject");
-  if (subject === null) problems.push({ field: "subject", reason: "is required" });
+  const hasProblem = (...fields: string[]) => problems.some((p) => fields.includes(p.field));
+  const subject = optionalText("subject", CAMPAIGN_LIMITS.subjectChars);
+  if (subject === null && !hasProblem("subject")) problems.push({ field: "subject", reason: "is required" });
+  const name = optionalText("name", CAMPAIGN_LIMITS.nameChars);
   const text = optionalText("text");
   const html = optionalText("html");
-  if (text === null && html === null) problems.push({ field: "text", reason: "text or html is required" });
-  const from = optionalText("from") ?? defaultFrom;
-  const fromAddress = /<([^>]+)>\s*$/.exec(from)?.[1] ?? from;
-  const checked = validateEmail(fromAddress);
-  if (!checked.ok)
-    problems.push({ field: "from", reason: `"${from}" is not a valid address: ${checked.reason}` });
+  if (text === null && html === null && !hasProblem("text", "html")) {
+    problems.push({ field: "text", reason: "text or html is required" });
+  }
+  const from = optionalText("from", CAMPAIGN_LIMITS.fromChars) ?? defaultFrom;
+  if (!hasProblem("from")) {
+    const fromAddress = /<([^>]+)>\s*$/.exec(from)?.[1] ?? from;
+    const checked = validateEmail(fromAddress);
+    if (!checked.ok)
+      problems.push({ field: "from", reason: `"${from}" is not a valid address: ${checked.reason}` });
+  }
   let priority = 0;
   if (input.priority !== undefined && input.priority !== null && input.priority !== "") {
-    priority = Number(input.priority);
+    // A multipart field is text; JSON gives a number.
+    priority =
+      typeof input.priority === "number"
+        ? input.priority
+        : typeof input.priority === "string" && /^\s*[+-]?\d{1,4}\s*$/.test(input.priority)
+          ? Number(input.priority)
+          : Number.NaN;
     if (!Number.isInteger(priority) || priority < -100 || priority > 100) {
       problems.push({ field: "priority", reason: "must be a whole number from -100 to 100" });
     }
   }
   let sendAt: Date | null = null;
   if (input.sendAt !== undefined && input.sendAt !== null && input.sendAt !== "") {
-    sendAt = typeof input.sendAt === "string" ? new Date(input.sendAt) : null;
-    if (!sendAt || Number.isNaN(sendAt.getTime())) {
-      problems.push({ field: "sendAt", reason: "must be an ISO 8601 date such as 2026-12-01T09:00:00Z" });
+    sendAt = (typeof input.sendAt === "string" && parseDateTime(input.sendAt.trim())) || null;
+    const earliest = new Date(now.getTime() - SEND_AT_RANGE.pastMs);
+    const latest = new Date(now.getTime() + SEND_AT_RANGE.futureMs);
+    if (!sendAt) {
+      problems.push({
+        field: "sendAt",
+        reason: "must be an ISO 8601 date and time with a zone, such as 2026-12-01T09:00:00Z",
+      });
+    } else if (sendAt < earliest || sendAt > latest) {
+      problems.push({
+        field: "sendAt",
+        reason: `must be from ${earliest.toISOString()} (a year ago) to ${latest.toISOString()} (10 years ahead)`,
+      });
     }
   }
   if (problems.length > 0) {
     throw new InvalidCampaignError(problems.map((p) => `${p.field} ${p.reason}`).join("; "), problems);
   }
-  const name = optionalText("name") ?? subject!;
-  return { name: name.slice(0, 200), from, subject: subject!, text, html, priority, sendAt };
+  return { name: name ?? subject!, from, subject: subject!, text, html, priority, sendAt };
 }
 
 /**

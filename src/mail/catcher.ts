@@ -106,21 +106,23 @@ export async function openMailCatcher(options: {
     }
   }
 
-  // Connection errors (a client resetting its socket) are the client's problem; without a
-  // listener an 'error' event would crash the process.
-  server.on("error", (err) => logger?.warn({ err }, "mail catcher connection error"));
   server.server.on("connection", (socket: Socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
   });
 
   await new Promise<void>((resolve, reject) => {
-    server.server.once("error", reject);
+    // Until it listens, an error is the listen's own (the port is in use): the caller names the
+    // setting; logging it here too would print a stack trace before that one line.
+    server.once("error", reject);
     server.listen(options.port ?? 0, host, () => {
-      server.server.off("error", reject);
+      server.off("error", reject);
       resolve();
     });
   });
+  // Connection errors (a client resetting its socket) are the client's problem; without a
+  // listener an 'error' event would crash the process.
+  server.on("error", (err) => logger?.warn({ err }, "mail catcher connection error"));
   const address = server.server.address();
   if (address === null || typeof address === "string") {
     throw new Error(`mail catcher: expected a TCP address after listening, got ${String(address)}`);

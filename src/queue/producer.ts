@@ -15,6 +15,7 @@ import {
   CANCELLED_REASON,
   DEFAULT_RETENTION,
   META,
+  NAME,
   SCHEDULE_OPTION,
   parseInput,
   parsePublicJobId,
@@ -303,7 +304,9 @@ export function createProducer(broker: Broker, options: ProducerOptions = {}): P
     id: string,
   ): Promise<{ queue: string; jobId: string; job?: Job; info: JobInfo } | undefined> {
     const parsed = parsePublicJobId(id);
-    if (!parsed) return undefined;
+    // Only a queue name a job could have been sent to: opening a queue for any name would let
+    // a request open broker connections at will.
+    if (!parsed || !NAME.test(parsed.queue)) return undefined;
     const queue = broker.queue(parsed.queue);
     // State first: a job read after it is known to be completed carries its result, whereas a
     // job read first may complete before its state is read and show no result.

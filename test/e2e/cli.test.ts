@@ -5,10 +5,13 @@
  */
 import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { createTestDatabase } from "../helpers/backends.js";
 import { api, CLI, startLovage, waitFor, type LovageProcess } from "../helpers/lovage-process.js";
+import { freePort } from "../helpers/services.js";
 
 interface Run {
   code: number | null;
@@ -185,6 +188,63 @@ describe("the lovage command", () => {
       expect(run.stderr).toContain("no such file");
     });
 
+    it("sends a 1.2 MB --html-file whole", async () => {
+      const html = `<p>${"é".repeat(600_000)}</p>`;
+      const htmlFile = join(workDir, "big.html");
+      writeFileSync(htmlFile, html);
+      const list = join(workDir, "one.txt");
+      writeFileSync(list, "big-html@example.com\n");
+      const run = await lovage(
+        ["send", "--file", list, "--subject", "Big", "--html-file", htmlFile, "--no-follow"],
+        connected,
+      );
+      expect(run.code, run.stderr).toBe(0);
+      const id = Number(/^Campaign (\d+): 1 recipients accepted/m.exec(run.stdout)?.[1]);
+      const { body: campaign } = await api<{ html: string }>(server, "GET", `/api/campaigns/${id}`);
+      expect(campaign.html.length).toBe(html.length);
+      expect(campaign.html).toBe(html);
+
+      // And it is delivered whole: the mail catcher holds the same HTML.
+      const done = await waitFor(
+        async () => {
+          const { body } = await api<{ status: string; counts: { sent: number } }>(
+            server,
+            "GET",
+            `/api/campaigns/${id}`,
+          );
+          return body.status === "completed" ? body : undefined;
+        },
+        { message: `campaign ${id} completed`, timeoutMs: 60_000 },
+      );
+      expect(done.counts.sent).toBe(1);
+      const { body: caught } = await api<{ messages: { id: number; to: string[] }[] }>(
+        server,
+        "GET",
+        "/api/messages?limit=1000",
+      );
+      const message = caught.messages.find((m) => m.to.includes("big-html@example.com"));
+      expect(message, JSON.stringify(caught.messages.slice(0, 3))).toBeDefined();
+      const { body: full } = await api<{ html: string | null }>(
+        server,
+        "GET",
+        `/api/messages/${message!.id}`,
+      );
+      expect(full.html?.trim()).toBe(html);
+    }, 120_000);
+
+    it("exits 2 naming the byte when --html-file is not UTF-8", async () => {
+      const htmlFile = join(workDir, "latin1.html");
+      writeFileSync(htmlFile, Buffer.from("<p>Caf\xe9</p>\n", "latin1"));
+      const run = await lovage(
+        ["send", "--file", htmlFile, "--subject", "x", "--html-file", htmlFile],
+        connected,
+      );
+      expect(run.code).toBe(2);
+      expect(run.stderr).toContain(
+        `--html-file ${htmlFile}: line 1: byte 0xE9 (at byte offset 6) is not UTF-8; save the file as UTF-8`,
+      );
+    });
+
     it("exits 1 listing the lines when no recipient is valid", async () => {
       const file = join(workDir, "bad.txt");
       writeFileSync(file, "bob@\nnot-an-address\n");
@@ -269,4 +329,87 @@ describe("the lovage command", () => {
       expect(again.stdout).toBe("30\n");
     });
   });
+});
+
+describe("start-up errors", () => {
+  let database: { url: string; drop(): Promise<void> };
+  let dataDir: string;
+  let busy: Server;
+  let busyPort: number;
+  let closedPort: number;
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    dataDir = mkdtempSync(join(tmpdir(), "lovage-cli-errors-"));
+    busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, "127.0.0.1", resolve));
+    busyPort = (busy.address() as { port: number }).port;
+    closedPort = await freePort();
+  }, 60_000);
+
+  afterAll(async () => {
+    await new Promise((resolve) => busy?.close(resolve));
+    await database?.drop();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  const cases: [command: string, what: string, settings: () => Record<string, string>, line: () => string][] =
+    [
+      [
+        "start",
+        "an unreachable database",
+        () => ({ LOVAGE_DATABASE_URL: `postgres://postgres@127.0.0.1:${closedPort}/lovage` }),
+        () => `LOVAGE_DATABASE_URL: cannot connect to 127.0.0.1:${closedPort} (ECONNREFUSED)`,
+      ],
+      [
+        "migrate",
+        "an unreachable database",
+        () => ({ LOVAGE_DATABASE_URL: `postgres://postgres@127.0.0.1:${closedPort}/lovage` }),
+        () => `LOVAGE_DATABASE_URL: cannot connect to 127.0.0.1:${closedPort} (ECONNREFUSED)`,
+      ],
+      [
+        "api",
+        "a missing database",
+        () => ({ LOVAGE_DATABASE_URL: database.url.replace(/\/[^/]+$/, "/lovage_no_such_db") }),
+        () => 'LOVAGE_DATABASE_URL: database "lovage_no_such_db" does not exist',
+      ],
+      [
+        "worker",
+        "an unreachable broker",
+        () => ({ LOVAGE_DATABASE_URL: database.url, LOVAGE_BROKER_URL: `redis://127.0.0.1:${closedPort}` }),
+        () => `LOVAGE_BROKER_URL: cannot connect to 127.0.0.1:${closedPort} (ECONNREFUSED)`,
+      ],
+      [
+        "start",
+        "a busy catcher port",
+        () => ({ LOVAGE_DATABASE_URL: database.url, LOVAGE_CATCHER_PORT: String(busyPort) }),
+        () => `LOVAGE_CATCHER_PORT: ${busyPort} is already in use`,
+      ],
+      [
+        "api",
+        "a busy HTTP port",
+        () => ({ LOVAGE_DATABASE_URL: database.url, PORT: String(busyPort) }),
+        () => `PORT: ${busyPort} is already in use`,
+      ],
+    ];
+
+  it.each(cases)(
+    "lovage %s with %s exits 1 with one line naming the setting and the cause",
+    async (command, _what, settings, line) => {
+      const run = await lovage(
+        [command],
+        cleanEnv({
+          LOVAGE_DATA_DIR: dataDir,
+          PORT: "0",
+          LOVAGE_CATCHER_PORT: "0",
+          LOVAGE_LOG_LEVEL: "warn",
+          ...settings(),
+        }),
+        60_000,
+      );
+      expect(run.code, `${run.stdout}\n${run.stderr}`).toBe(1);
+      expect(run.stderr).toBe(`lovage ${command}: ${line()}\n`);
+      expect(run.stdout).not.toMatch(/Lovage (worker \S+ )?is running|\n\s+at /);
+    },
+  );
 });

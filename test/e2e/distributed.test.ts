@@ -4,6 +4,7 @@
  * real SMTP server. Each test counts: requested, delivered, logged sent / failed / unknown,
  * duplicates.
  */
+import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { CampaignView } from "../../src/api/present.js";
 import { unrecordedLimit } from "../../src/mail/send-batch.js";
@@ -222,6 +223,21 @@ describe("lovage api + lovage worker on Redis and PostgreSQL", () => {
     const done = await completed(id);
     expect(done.counts).toMatchObject({ sent: 1000, unknown: 0, failed: 0 });
     expect(smtp.duplicates()).toEqual([]);
+    // One identity per worker: every attempt names a worker the registry knows, and both sent some.
+    const db = new pg.Client({ connectionString: postgres.url });
+    await db.connect();
+    try {
+      const { rows } = await db.query<{ worker: string; n: number }>(
+        `SELECT a.worker, count(*)::int AS n FROM lovage.attempts a JOIN lovage.recipients r ON r.id = a.recipient_id
+         WHERE r.campaign_id = $1 GROUP BY a.worker`,
+        [id],
+      );
+      const registered = await db.query<{ id: string }>("SELECT id FROM lovage.workers");
+      for (const row of rows) expect(registered.rows.map((w) => w.id)).toContain(row.worker);
+      expect(rows).toHaveLength(2);
+    } finally {
+      await db.end();
+    }
   });
 
   it("answers 503 while PostgreSQL is down and finishes the campaign after it restarts", async () => {

@@ -2,6 +2,7 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
+import { MIGRATION_NAMES } from "../../src/db/open.js";
 import { createTestDatabase } from "../helpers/backends.js";
 import { CLI } from "../helpers/lovage-process.js";
 
@@ -22,7 +23,7 @@ describe("lovage migrate", () => {
         const store = await client.query<{ name: string }>(
           "SELECT name FROM lovage.kysely_migration ORDER BY name",
         );
-        expect(store.rows.map((row) => row.name)).toEqual(["0001-init", "0002-workers"]);
+        expect(store.rows.map((row) => row.name)).toEqual(MIGRATION_NAMES);
         const broker = await client.query<{ n: number }>("SELECT count(*)::int AS n FROM bullmq.migration");
         expect(broker.rows[0]!.n).toBeGreaterThan(0);
         const duplicates = await client.query<{ n: number }>(

@@ -285,6 +285,14 @@ describe("authorization by the matched route", () => {
     if (answer.status === 401 || answer.status === 404) return null;
     // The router refuses a malformed escape (`%00` is fine, `%zz` is not) before any route.
     if (answer.status === 400 && answer.body.includes("FST_ERR_BAD_URL")) return null;
+    // A NUL anywhere in the path is refused as bad input before any route runs (src/api/input.ts);
+    // a HEAD answer has no body to say so.
+    if (
+      answer.status === 400 &&
+      spelling.includes("%00") &&
+      (answer.body === "" || answer.body.includes("NUL"))
+    )
+      return null;
     return "neither 401 nor 404";
   }
 

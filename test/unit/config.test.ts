@@ -1,6 +1,7 @@
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadConfig, topologyOf } from "../../src/config.js";
+import { ConfigError, loadConfig, secretsInEnv, topologyOf } from "../../src/config.js";
+import { createRedactor } from "../../src/redact.js";
 
 /** The problems loadConfig reports for `env`; fails the test if it accepted the settings. */
 function problemsOf(env: Record<string, string>): string[] {
@@ -233,6 +234,63 @@ describe("loadConfig", () => {
     expect(Object.isFrozen(config.smtpUrls)).toBe(true);
     expect(Object.isFrozen(config.queues)).toBe(true);
     expect(Object.isFrozen(loadConfig({}).taskModules)).toBe(true);
+  });
+
+  it.each([
+    ["LOVAGE_DATABASE_URL", "postgres://lovage:k3y/word-secret@db:5432/lovage", /not a valid URL.*%2F/],
+    ["LOVAGE_DATABASE_URL", "postgres://lovage:12#word-secret@db:5432/lovage", /ends the address.*%23/],
+    ["LOVAGE_BROKER_URL", "redis://:k3y?word-secret@cache:6379", /not a valid URL.*%3F/],
+    ["LOVAGE_BROKER_URL", "redis://:100%word-secret@cache:6379", /% that starts no %XX escape.*%25/],
+    ["LOVAGE_SMTP_URL", "smtp://user:k3y/word-secret@relay:25", /not a valid URL.*%2F/],
+    ["LOVAGE_DATABASE_URL", "postgres://lovage:k3y word-secret@db/lovage", /holds a space.*%20/],
+  ])(
+    "refuses %s=%j, whose password would be misread, saying what to encode and not echoing it",
+    (name, value, expected) => {
+      const problems = problemsOf({ [name]: value });
+      expect(problems).toHaveLength(1);
+      expect(problems[0]).toMatch(new RegExp(`^${name}: `));
+      expect(problems[0]).toMatch(expected);
+      expect(problems[0]).not.toMatch(/word-secret|k3y|12#|100%/);
+    },
+  );
+
+  it("accepts an unencoded @ or : in a password: every reader splits them the same way", () => {
+    const config = loadConfig({
+      LOVAGE_DATABASE_URL: "postgres://lovage:p@ss:w%20rd@db:5432/lovage",
+      LOVAGE_BROKER_URL: "redis://:p@ss@cache:6379",
+    });
+    expect(new URL(config.databaseUrl!).hostname).toBe("db");
+    expect(decodeURIComponent(new URL(config.databaseUrl!).password)).toBe("p@ss:w rd");
+    expect(new URL(config.brokerUrl!).hostname).toBe("cache");
+  });
+
+  it("keeps an SMTP URL whose password holds a comma whole", () => {
+    const config = loadConfig({ LOVAGE_SMTP_URL: "smtp://u:a,b@relay1:25, smtps://relay2:465" });
+    expect(config.smtpUrls).toEqual(["smtp://u:a,b@relay1:25", "smtps://relay2:465"]);
+  });
+
+  it("lists every secret of the settings, so that a redactor hides each one", () => {
+    const env = {
+      LOVAGE_DATABASE_URL: `postgres://u:${encodeURIComponent("db/secret@1")}@db/lovage`,
+      LOVAGE_BROKER_URL: "redis://:broker-secret@cache:6379",
+      LOVAGE_SMTP_URL: "smtp://u:smtp-secret-1@relay1:25,smtp://u:smtp-secret-2@relay2:25",
+      LOVAGE_ADMIN_PASSWORD: "admin-secret",
+      LOVAGE_JWT_SECRET: "jwt-secret-of-at-least-32-characters",
+      LOVAGE_URL: "http://u:url-secret@127.0.0.1:5000",
+      LOVAGE_PASSWORD: "cli-secret",
+      LOVAGE_TOKEN: "token-secret",
+    };
+    const redact = createRedactor(secretsInEnv(env));
+    const text = [
+      "db/secret@1",
+      "broker-secret",
+      "smtp-secret-1",
+      "smtp-secret-2",
+      ...Object.values(env).slice(3),
+    ].join(" | ");
+    expect(redact(text).replace(/http:\/\/u:\*\*\*@127\.0\.0\.1:5000/, "***")).toBe(
+      Array(9).fill("***").join(" | "),
+    );
   });
 
   it("does not read process.env", () => {

@@ -1,6 +1,7 @@
 import { Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
 import {
+  invalidUtf8Index,
   parseJsonRecipients,
   parsePasted,
   parseUpload,
@@ -207,6 +208,15 @@ describe("parsePasted", () => {
 });
 
 describe("parseJsonRecipients", () => {
+  it("says so when the list is empty or holds only blank lines and comments", () => {
+    expect(() => parseJsonRecipients("")).toThrow(/^recipients is empty$/);
+    expect(() => parseJsonRecipients("  \n\n")).toThrow(/^recipients is empty$/);
+    expect(() => parseJsonRecipients("# just a comment\n")).toThrow(
+      /^recipients has no recipient: every line is blank or a # comment$/,
+    );
+    expect(() => parseJsonRecipients([])).toThrow(/^recipients is an empty list$/);
+  });
+
   it("parses an array of strings like pasted lines, numbered by position", () => {
     const items = parseJsonRecipients(["bob@example.com", "Nguyễn Văn An <an@vi.example>", "bob@", ""]);
     expect(items).toEqual([
@@ -393,9 +403,31 @@ describe("parseUpload", () => {
     ]);
   });
 
-  it("yields nothing for an empty file", async () => {
-    expect(await collect(parseUpload(Readable.from([]), "empty.csv"))).toEqual([]);
-    expect(await collect(parseUpload(Readable.from([]), "empty.txt"))).toEqual([]);
+  it("says the file is empty, for no bytes or only a BOM", async () => {
+    for (const name of ["empty.csv", "empty.txt"]) {
+      await expect(collect(parseUpload(Readable.from([]), name))).rejects.toThrow(/^the file is empty$/);
+      await expect(
+        collect(parseUpload(Readable.from([Buffer.from([0xef, 0xbb, 0xbf])]), name)),
+      ).rejects.toThrow(/^the file is empty$/);
+    }
+  });
+
+  it("says a CSV has a header row but no recipients", async () => {
+    await expect(collect(parseUpload(bytesOf("email,name\n"), "list.csv"))).rejects.toThrow(
+      /^the CSV has a header row but no recipients$/,
+    );
+    await expect(collect(parseUpload(bytesOf("email,name\n,\n\n"), "list.csv"))).rejects.toThrow(
+      /^the CSV has a header row but no recipients$/,
+    );
+  });
+
+  it("says a file of blank lines and comments has no recipients", async () => {
+    await expect(collect(parseUpload(bytesOf("\n# list\n  \n"), "list.txt"))).rejects.toThrow(
+      "the file has no recipients: its 3 lines are blank or # comments",
+    );
+    await expect(collect(parseUpload(bytesOf("\n  \n"), "list.csv"))).rejects.toThrow(
+      "the file has no recipients: every line is blank",
+    );
   });
 
   it("streams a 200,000-line TXT built from a generator", async () => {
@@ -455,5 +487,102 @@ describe("parseUpload", () => {
     await expect(collect(parseUpload(Readable.from(failing()), "list.csv"))).rejects.toThrow(
       "connection reset",
     );
+  });
+});
+
+/** The text as UTF-16 bytes with a BOM, in the given byte order. */
+function utf16(text: string, order: "le" | "be"): Buffer {
+  const le = Buffer.from(`\uFEFF${text}`, "utf16le");
+  return order === "le" ? le : Buffer.from(le).swap16();
+}
+
+/** A stream of the bytes cut every `chunkBytes`. */
+function chunked(bytes: Buffer, chunkBytes: number): Readable {
+  const chunks: Buffer[] = [];
+  for (let start = 0; start < bytes.length; start += chunkBytes)
+    chunks.push(bytes.subarray(start, start + chunkBytes));
+  return Readable.from(chunks);
+}
+
+describe("parseUpload encodings", () => {
+  const csv = "email,name\r\nlan@example.vn,Nguyễn Thị Lan\r\nzoe@example.com,Zoë 🦊\r\n";
+  const expected = [
+    { line: 2, email: "lan@example.vn", fields: { name: "Nguyễn Thị Lan" } },
+    { line: 3, email: "zoe@example.com", fields: { name: "Zoë 🦊" } },
+  ];
+
+  it.each(["le", "be"] as const)("decodes UTF-16 %s with a BOM, whatever the chunk size", async (order) => {
+    for (const chunkBytes of [1, 3, 7, 1024]) {
+      const items = await collect(parseUpload(chunked(utf16(csv, order), chunkBytes), "list.csv"));
+      expect(items.map((item) => (item.ok ? item.recipient : item.rejected))).toEqual(expected);
+    }
+  });
+
+  it("reads UTF-8 cut into one-byte chunks, with and without a BOM", async () => {
+    for (const text of [csv, `\uFEFF${csv}`]) {
+      const items = await collect(parseUpload(chunked(Buffer.from(text, "utf8"), 1), "list.csv"));
+      expect(accepted(items)).toEqual(expected);
+    }
+  });
+
+  it("refuses a Latin-1 file naming the line, the byte and its offset", async () => {
+    const latin1 = Buffer.from("email,name\nbob@example.com,Bob\nrene@example.com,Ren\xe9\n", "latin1");
+    const offset = latin1.indexOf(0xe9);
+    for (const chunkBytes of [1, 5, 4096]) {
+      await expect(collect(parseUpload(chunked(latin1, chunkBytes), "list.csv"))).rejects.toThrow(
+        `line 3: byte 0xE9 (at byte offset ${offset}) is not UTF-8; save the file as UTF-8`,
+      );
+    }
+  });
+
+  it("counts CR and CRLF line breaks in the line it names", async () => {
+    const bytes = Buffer.concat([
+      Buffer.from("a@example.com\r\nb@example.com\rc@example.com\n"),
+      Buffer.from([0x80]),
+    ]);
+    await expect(collect(parseUpload(chunked(bytes, 2), "list.txt"))).rejects.toThrow(
+      /^line 4: byte 0x80 \(at byte offset 43\) is not UTF-8/,
+    );
+  });
+
+  it("refuses a NUL byte, naming its line, in UTF-8, in UTF-16 and in text chunks", async () => {
+    const text = "email,name\nbob@example.com,Bo\u0000b\n";
+    const hint = /^line 2: a NUL byte( \(at byte offset \d+\))? cannot be stored: .* Save the file as UTF-8$/;
+    await expect(collect(parseUpload(bytesOf(text), "list.csv"))).rejects.toThrow(hint);
+    await expect(collect(parseUpload(chunked(utf16(text, "le"), 4), "list.csv"))).rejects.toThrow(hint);
+    await expect(collect(parseUpload(Readable.from([text]), "list.csv"))).rejects.toThrow(hint);
+  });
+
+  it("refuses UTF-16 without a BOM as not text, rather than rejecting every line", async () => {
+    const bytes = Buffer.from("bob@example.com\n", "utf16le");
+    await expect(collect(parseUpload(chunked(bytes, 64), "list.txt"))).rejects.toThrow(
+      "line 1: a NUL byte (at byte offset 1) cannot be stored: is this a binary file, or UTF-16 without a byte order mark? Save the file as UTF-8",
+    );
+  });
+
+  it("refuses UTF-16 with an unpaired surrogate, and a UTF-8 file cut inside a character", async () => {
+    const broken = Buffer.concat([utf16("bob@example.com\n", "le"), Buffer.from([0x00, 0xd8, 0x41, 0x00])]);
+    await expect(collect(parseUpload(chunked(broken, 8), "list.txt"))).rejects.toThrow(
+      "line 2: the UTF-16 text has an unpaired surrogate at byte offset 34; save the file as UTF-8",
+    );
+    const cut = Buffer.concat([Buffer.from("bob@example.com,Zo"), Buffer.from([0xc3])]);
+    await expect(collect(parseUpload(chunked(cut, 4), "list.txt"))).rejects.toThrow(
+      /^line 1: the file ends in the middle of a character \(byte 0xC3 at byte offset 18\)/,
+    );
+  });
+});
+
+describe("invalidUtf8Index", () => {
+  it.each([
+    ["ASCII and every well-formed length", "61c3a9e282acf09fa68a", -1],
+    ["a stray continuation byte", "61806162", 1],
+    ["an overlong two-byte form", "c080", 0],
+    ["an overlong three-byte form", "e08080", 0],
+    ["an encoded surrogate", "eda080", 0],
+    ["a code point above U+10FFFF", "f4908080", 0],
+    ["a byte that never starts a character", "61f5", 1],
+    ["a character cut by the end", "61e282", 1],
+  ])("finds %s", (_what, hex, index) => {
+    expect(invalidUtf8Index(Buffer.from(hex, "hex"))).toBe(index);
   });
 });

@@ -3,6 +3,7 @@ import type { FastifyInstance } from "fastify";
 import { findUser, verifyPassword } from "../../db/users.js";
 import { ApiError } from "../errors.js";
 import type { AppDeps } from "../app.js";
+import { noQuery } from "../input.js";
 
 export const TOKEN_TTL = "12h";
 
@@ -14,12 +15,15 @@ export async function authRoutes(app: FastifyInstance, deps: Pick<AppDeps, "db">
       schema: {
         summary: "Exchange a username and password for a bearer token",
         tags: ["auth"],
+        querystring: noQuery,
         body: {
           type: "object",
           required: ["username", "password"],
+          additionalProperties: false,
           properties: {
-            username: { type: "string", minLength: 1 },
-            password: { type: "string", minLength: 1 },
+            username: { type: "string", minLength: 1, maxLength: 200 },
+            // Bounded: every attempt is hashed, and scrypt over megabytes would be a cheap DoS.
+            password: { type: "string", minLength: 1, maxLength: 1024 },
           },
         },
       },

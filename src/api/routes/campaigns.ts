@@ -19,14 +19,31 @@ import { createCampaign, validateCampaignInput, type CampaignInput } from "../..
 import { createCampaignStore } from "../../stores.js";
 import { parseJsonRecipients, parseUpload, type ParseItem } from "../../mail/recipients/parse.js";
 import type { AppDeps } from "../app.js";
-import { ApiError, notFound } from "../errors.js";
+import { ApiError, notFound, tooLarge } from "../errors.js";
+import { MAX_ID, findUnstorable, idParams, noBody, noQuery, unstorableError } from "../input.js";
 import { presentCampaigns, presentRecipient } from "../present.js";
 
-const idParams = {
-  type: "object",
-  required: ["id"],
-  properties: { id: { type: "integer", minimum: 1 } },
+const optionalText = { type: ["string", "null"] } as const;
+
+/** The fields of a new campaign; multipart takes the same ones as text, and a "file". */
+const campaignFields = {
+  name: { ...optionalText, description: "at most 200 characters; default: the subject" },
+  from: { ...optionalText, description: 'an address or "Name <address>"; default: LOVAGE_DEFAULT_FROM' },
+  subject: { ...optionalText, description: "required; at most 998 characters" },
+  text: optionalText,
+  html: optionalText,
+  priority: { type: ["integer", "null"], description: "-100 to 100, default 0" },
+  sendAt: {
+    ...optionalText,
+    description: "ISO 8601 with a zone (2026-12-01T09:00:00Z), from a year ago to 10 years ahead",
+  },
+  recipients: {
+    type: ["string", "array"],
+    description:
+      'one per line ("email", "Name <email>", "email,name"), or an array of such strings or of {"email", …fields}',
+  },
 } as const;
+const MULTIPART_FIELDS = new Set(Object.keys(campaignFields));
 
 interface ParsedCreate {
   fields: CampaignInput;
@@ -36,35 +53,72 @@ interface ParsedCreate {
 
 /**
  * Reads a multipart campaign. The file is spooled to a temporary file as it arrives, so the
- * text fields may come before or after it and the upload is never held in memory.
+ * text fields may come before or after it and the upload is never held in memory. Nothing is cut
+ * short: a text field, or all of them together, over the body limit is a 413 naming it, as is a
+ * file over the upload limit; an unknown or repeated field is a 400 naming it.
  */
-async function readMultipart(request: FastifyRequest, maxUploadBytes: number): Promise<ParsedCreate> {
+async function readMultipart(
+  request: FastifyRequest,
+  limits: { maxUploadBytes: number; maxBodyBytes: number },
+): Promise<ParsedCreate> {
   const dir = await mkdtemp(join(tmpdir(), "lovage-upload-"));
   const cleanup = () => rm(dir, { recursive: true, force: true });
   try {
     const fields: Record<string, unknown> = {};
+    let textBytes = 0;
     let file: { path: string; filename: string } | undefined;
-    for await (const part of request.parts({ limits: { fileSize: maxUploadBytes, files: 1 } })) {
-      if (part.type === "file") {
-        if (part.fieldname !== "file") {
-          part.file.resume();
+    try {
+      for await (const part of request.parts({ limits: { fileSize: limits.maxUploadBytes, files: 1 } })) {
+        if (part.type === "file") {
+          if (part.fieldname !== "file") {
+            part.file.resume();
+            throw new ApiError(
+              "bad_request",
+              `unexpected file field "${part.fieldname}": send the list as "file"`,
+            );
+          }
+          const path = join(dir, "upload");
+          file = { path, filename: part.filename };
+          await pipeline(part.file, createWriteStream(path));
+          continue;
+        }
+        const name = part.fieldname;
+        if (!MULTIPART_FIELDS.has(name)) {
           throw new ApiError(
             "bad_request",
-            `unexpected file field "${part.fieldname}": send the list as "file"`,
+            `unknown multipart field "${name}" (known: ${[...MULTIPART_FIELDS].join(", ")}, and a file part "file")`,
+            [{ field: name, reason: "unknown field" }],
           );
         }
-        const path = join(dir, "upload");
-        await pipeline(part.file, createWriteStream(path));
-        file = { path, filename: part.filename };
-      } else {
-        fields[part.fieldname] = part.value;
+        if (Object.hasOwn(fields, name)) {
+          throw new ApiError("bad_request", `multipart field "${name}" is given twice`, [
+            { field: name, reason: "given twice" },
+          ]);
+        }
+        textBytes += typeof part.value === "string" ? Buffer.byteLength(part.value) : 0;
+        if (part.valueTruncated) {
+          throw tooLarge(`the multipart field "${name}"`, limits.maxBodyBytes, "LOVAGE_MAX_BODY_BYTES");
+        }
+        if (textBytes > limits.maxBodyBytes) {
+          throw tooLarge("the multipart text fields together", limits.maxBodyBytes, "LOVAGE_MAX_BODY_BYTES");
+        }
+        const problem = findUnstorable(part.value, name);
+        if (problem) throw unstorableError(problem);
+        fields[name] = part.value;
       }
+    } catch (error) {
+      throw multipartError(error, file?.filename, limits.maxUploadBytes);
     }
     let items: Iterable<ParseItem> | AsyncIterable<ParseItem>;
-    if (file) {
+    if (file && fields.recipients !== undefined) {
+      throw new ApiError(
+        "bad_request",
+        'give the recipients either as a "file" or as a "recipients" field, not both',
+      );
+    } else if (file) {
       items = parseUpload(createReadStream(file.path), file.filename);
-    } else if (typeof fields.recipients === "string") {
-      items = parseJsonRecipients(fields.recipients);
+    } else if (fields.recipients !== undefined) {
+      items = recipientsOf(fields.recipients);
     } else {
       throw new ApiError(
         "bad_request",
@@ -75,6 +129,43 @@ async function readMultipart(request: FastifyRequest, maxUploadBytes: number): P
   } catch (error) {
     await cleanup();
     throw error;
+  }
+}
+
+/**
+ * What went wrong while reading the parts, as an answer that names the limit or the problem; a
+ * failure of this machine (the disk, say) stays a server error.
+ */
+function multipartError(error: unknown, filename: string | undefined, maxUploadBytes: number): unknown {
+  if (error instanceof ApiError) return error;
+  const e = error as { code?: string; syscall?: string; statusCode?: number; message?: string };
+  switch (e.code) {
+    case "FST_REQ_FILE_TOO_LARGE":
+      return tooLarge(
+        filename === undefined ? "the file" : `the file "${filename}"`,
+        maxUploadBytes,
+        "LOVAGE_MAX_UPLOAD_BYTES",
+      );
+    case "FST_FILES_LIMIT":
+      return new ApiError("too_large", 'only one file can be sent, as the field "file"');
+    case "FST_FIELDS_LIMIT":
+    case "FST_PARTS_LIMIT":
+      return new ApiError(
+        "too_large",
+        `too many multipart fields: at most ${MULTIPART_FIELDS.size} and a file`,
+      );
+  }
+  // A failing disk has a syscall; Fastify's errors have a status the error handler maps.
+  if (e.syscall !== undefined || e.statusCode !== undefined) return error;
+  // busboy's own errors ("Unexpected end of form", "Malformed part header") carry no code.
+  return new ApiError("bad_request", `the multipart body could not be read: ${e.message ?? String(error)}`);
+}
+
+function recipientsOf(value: unknown): ParseItem[] {
+  try {
+    return parseJsonRecipients(value);
+  } catch (error) {
+    throw new ApiError("bad_request", (error as Error).message);
   }
 }
 
@@ -89,13 +180,7 @@ function readJson(body: unknown): ParsedCreate {
   if (fields.recipients === undefined) {
     throw new ApiError("bad_request", "recipients is required: a string (one per line) or an array");
   }
-  let items: ParseItem[];
-  try {
-    items = parseJsonRecipients(fields.recipients);
-  } catch (error) {
-    throw new ApiError("bad_request", (error as Error).message);
-  }
-  return { fields, items, cleanup: async () => undefined };
+  return { fields, items: recipientsOf(fields.recipients), cleanup: async () => undefined };
 }
 
 export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
@@ -111,13 +196,19 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
         summary: "Create a campaign from pasted recipients, a JSON array, or an uploaded CSV/TXT file",
         tags,
         description:
-          'JSON {"subject","text","html","from","name","priority","sendAt","recipients"} or multipart with the same fields and a "file".',
+          'JSON with the fields below, or multipart/form-data with the same fields as text and a "file" (CSV or TXT) instead of "recipients". Unknown fields are a 400; a body, text field or file over its limit is a 413 naming the limit in bytes.',
+        querystring: noQuery,
+        body: {
+          content: {
+            "application/json": {
+              schema: { type: "object", additionalProperties: false, properties: campaignFields },
+            },
+          },
+        },
       },
     },
     async (request, reply) => {
-      const parsed = request.isMultipart()
-        ? await readMultipart(request, deps.maxUploadBytes)
-        : readJson(request.body);
+      const parsed = request.isMultipart() ? await readMultipart(request, deps) : readJson(request.body);
       try {
         const campaign = validateCampaignInput(parsed.fields, deps.defaultFrom);
         const created = await createCampaign(campaigns, campaign, parsed.items);
@@ -145,7 +236,11 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
         tags,
         querystring: {
           type: "object",
-          properties: { limit: { type: "integer", minimum: 1, maximum: 500 }, before: { type: "integer" } },
+          additionalProperties: false,
+          properties: {
+            limit: { type: "integer", minimum: 1, maximum: 500 },
+            before: { type: "integer", minimum: 1, maximum: MAX_ID },
+          },
         },
       },
     },
@@ -173,6 +268,7 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
         summary: "A campaign with its counts by recipient status, rate and ETA",
         tags,
         params: idParams,
+        querystring: noQuery,
       },
     },
     async (request) => campaignView(request.params.id),
@@ -180,14 +276,15 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
 
   const recipientQuery = {
     type: "object",
+    additionalProperties: false,
     properties: {
       status: { type: "string", enum: ALL_RECIPIENT_STATUSES },
       q: { type: "string", maxLength: 254 },
-      cursor: { type: "string", pattern: "^[0-9]+$" },
+      cursor: { type: "integer", minimum: 0, maximum: MAX_ID, description: "nextCursor of the page before" },
       limit: { type: "integer", minimum: 1, maximum: 1000 },
     },
   } as const;
-  type RecipientQuerystring = { status?: RecipientStatus; q?: string; cursor?: string; limit?: number };
+  type RecipientQuerystring = { status?: RecipientStatus; q?: string; cursor?: number; limit?: number };
 
   async function page(campaignId: number | undefined, query: RecipientQuerystring) {
     const limit = query.limit ?? 100;
@@ -195,7 +292,7 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
       campaignId,
       status: query.status,
       q: query.q,
-      afterId: query.cursor ? Number(query.cursor) : undefined,
+      afterId: query.cursor,
       limit,
     });
     return {
@@ -240,6 +337,7 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
         params: idParams,
         querystring: {
           type: "object",
+          additionalProperties: false,
           properties: { status: { type: "string", enum: ALL_RECIPIENT_STATUSES } },
         },
       },
@@ -299,7 +397,13 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
     "/api/campaigns/:id/pause",
     {
       config: { access: "signed-in" },
-      schema: { summary: "Stop sending; queued recipients go back to pending", tags, params: idParams },
+      schema: {
+        summary: "Stop sending; queued recipients go back to pending",
+        tags,
+        params: idParams,
+        querystring: noQuery,
+        body: noBody,
+      },
     },
     async (request) => act(request.params.id, pauseCampaign(campaigns, request.params.id)),
   );
@@ -312,6 +416,8 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
         summary: "Resume a paused campaign: only recipients not yet sent are sent",
         tags,
         params: idParams,
+        querystring: noQuery,
+        body: noBody,
       },
     },
     async (request) => act(request.params.id, resumeCampaign(campaigns, request.params.id)),
@@ -321,7 +427,13 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
     "/api/campaigns/:id/cancel",
     {
       config: { access: "signed-in" },
-      schema: { summary: "Cancel: recipients not yet sent are skipped", tags, params: idParams },
+      schema: {
+        summary: "Cancel: recipients not yet sent are skipped",
+        tags,
+        params: idParams,
+        querystring: noQuery,
+        body: noBody,
+      },
     },
     async (request) => act(request.params.id, cancelCampaign(campaigns, request.params.id)),
   );
@@ -334,10 +446,24 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
         summary: "Send again to failed recipients, or to unknown ones (which may then receive it twice)",
         tags,
         params: idParams,
+        querystring: noQuery,
         body: {
-          type: ["object", "null"],
-          properties: {
-            statuses: { type: "array", items: { type: "string", enum: ["failed", "unknown"] }, minItems: 1 },
+          content: {
+            "application/json": {
+              schema: {
+                type: ["object", "null"],
+                additionalProperties: false,
+                properties: {
+                  statuses: {
+                    type: "array",
+                    items: { type: "string", enum: ["failed", "unknown"] },
+                    minItems: 1,
+                    maxItems: 2,
+                    uniqueItems: true,
+                  },
+                },
+              },
+            },
           },
         },
       },
@@ -347,7 +473,12 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
   );
 }
 
+/**
+ * One CSV cell. Text that a spreadsheet would run as a formula (it starts with =, +, -, @, a tab
+ * or a CR: `=HYPERLINK(…)` in a recipient's name) starts with a single quote, as OWASP's CSV
+ * injection advice says, so the export opens as text.
+ */
 function csvCell(value: string | number): string {
-  const text = String(value);
+  const text = typeof value === "string" && /^[=+\-@\t\r]/.test(value) ? `'${value}` : String(value);
   return /[",\n\r]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }

@@ -40,7 +40,16 @@ export async function eventRoutes(app: FastifyInstance, deps: AppDeps): Promise<
     {
       // EventSource cannot send headers: the stream also takes the token as ?token=.
       config: { access: { signedIn: true, tokenInQuery: true } },
-      schema: { summary: "Server-sent events: `campaign` with a campaign's view", tags: ["events"] },
+      schema: {
+        summary: "Server-sent events: `campaign` with a campaign's view",
+        tags: ["events"],
+        querystring: {
+          type: "object",
+          additionalProperties: false,
+          // EventSource cannot send headers, so this stream alone takes the token here.
+          properties: { token: { type: "string", maxLength: 4096 } },
+        },
+      },
     },
     (request, reply) => {
       reply.hijack();

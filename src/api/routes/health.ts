@@ -1,8 +1,9 @@
 /** Liveness, readiness (which dependency is down) and Prometheus metrics. */
 import type { FastifyInstance } from "fastify";
 import { Gauge, Registry, collectDefaultMetrics } from "prom-client";
-import { sql } from "kysely";
+import { countsByStatus } from "../../db/recipients.js";
 import type { AppDeps } from "../app.js";
+import { noQuery } from "../input.js";
 
 async function check(probe: () => Promise<void>, timeoutMs = 2_000): Promise<"up" | "down"> {
   let timer: NodeJS.Timeout | undefined;
@@ -19,17 +20,23 @@ async function check(probe: () => Promise<void>, timeoutMs = 2_000): Promise<"up
 }
 
 export async function healthRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
-  app.get("/healthz", { config: { access: "public" }, schema: { hide: true } }, async () => ({
-    status: "ok",
-  }));
+  app.get(
+    "/healthz",
+    { config: { access: "public" }, schema: { hide: true, querystring: noQuery } },
+    async () => ({ status: "ok" }),
+  );
 
-  app.get("/readyz", { config: { access: "public" }, schema: { hide: true } }, async (_request, reply) => {
-    const [database, broker] = await Promise.all([check(deps.ping.database), check(deps.ping.broker)]);
-    const ready = database === "up" && broker === "up";
-    return reply
-      .status(ready ? 200 : 503)
-      .send({ status: ready ? "ready" : "unavailable", database, broker });
-  });
+  app.get(
+    "/readyz",
+    { config: { access: "public" }, schema: { hide: true, querystring: noQuery } },
+    async (_request, reply) => {
+      const [database, broker] = await Promise.all([check(deps.ping.database), check(deps.ping.broker)]);
+      const ready = database === "up" && broker === "up";
+      return reply
+        .status(ready ? 200 : 503)
+        .send({ status: ready ? "ready" : "unavailable", database, broker });
+    },
+  );
 
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "lovage_" });
@@ -39,14 +46,17 @@ export async function healthRoutes(app: FastifyInstance, deps: AppDeps): Promise
     labelNames: ["status"],
     registers: [registry],
     async collect() {
-      const rows = await sql<{ status: string; n: number }>`
-        SELECT status, count(*)::int AS n FROM lovage.recipients GROUP BY status`.execute(deps.db);
+      const counts = await countsByStatus(deps.db);
       this.reset();
-      for (const row of rows.rows) this.set({ status: row.status }, row.n);
+      for (const [status, n] of Object.entries(counts)) this.set({ status }, n);
     },
   });
-  app.get("/metrics", { config: { access: "public" }, schema: { hide: true } }, async (_request, reply) => {
-    const body = await registry.metrics();
-    return reply.header("content-type", registry.contentType).send(body);
-  });
+  app.get(
+    "/metrics",
+    { config: { access: "public" }, schema: { hide: true, querystring: noQuery } },
+    async (_request, reply) => {
+      const body = await registry.metrics();
+      return reply.header("content-type", registry.contentType).send(body);
+    },
+  );
 }

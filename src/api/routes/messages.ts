@@ -3,6 +3,7 @@ import type { FastifyInstance } from "fastify";
 import { getCaughtMessage, listCaughtMessages } from "../../db/caught-messages.js";
 import type { AppDeps } from "../app.js";
 import { notFound } from "../errors.js";
+import { idParams, noQuery } from "../input.js";
 import { MESSAGE_HTML_HEADERS } from "../security-headers.js";
 
 export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
@@ -16,6 +17,7 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
         tags,
         querystring: {
           type: "object",
+          additionalProperties: false,
           properties: { limit: { type: "integer", minimum: 1, maximum: 1000 } },
         },
       },
@@ -32,7 +34,8 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
       schema: {
         summary: "One caught message with its text, HTML and headers",
         tags,
-        params: { type: "object", properties: { id: { type: "integer", minimum: 1 } } },
+        params: idParams,
+        querystring: noQuery,
       },
     },
     async (request) => {
@@ -50,7 +53,12 @@ export async function messageRoutes(app: FastifyInstance, deps: AppDeps): Promis
       schema: {
         summary: "A caught message's HTML body as a page of its own, for the dashboard's preview",
         tags,
-        params: { type: "object", properties: { id: { type: "integer", minimum: 1 } } },
+        params: idParams,
+        querystring: {
+          type: "object",
+          additionalProperties: false,
+          properties: { token: { type: "string", maxLength: 4096 } },
+        },
       },
     },
     async (request, reply) => {

@@ -9,6 +9,7 @@ import { createSchedules, ScheduleError, type NewSchedule } from "../../queue/sc
 import { NAME } from "../../queue/task.js";
 import type { AppDeps } from "../app.js";
 import { ApiError, notFound } from "../errors.js";
+import { noBody, noQuery } from "../input.js";
 
 const idParams = {
   type: "object",
@@ -45,7 +46,11 @@ export async function scheduleRoutes(app: FastifyInstance, deps: AppDeps): Promi
     "/api/schedules",
     {
       config: { access: "signed-in" },
-      schema: { summary: "Schedules, enabled or not, with their next run and last run", tags },
+      schema: {
+        summary: "Schedules, enabled or not, with their next run and last run",
+        tags,
+        querystring: noQuery,
+      },
     },
     async () => ({ schedules: await schedules.list() }),
   );
@@ -57,6 +62,7 @@ export async function scheduleRoutes(app: FastifyInstance, deps: AppDeps): Promi
       schema: {
         summary: "Create a schedule: a task run on a cron expression or every N ms",
         tags,
+        querystring: noQuery,
         body: {
           type: "object",
           additionalProperties: false,
@@ -91,6 +97,8 @@ export async function scheduleRoutes(app: FastifyInstance, deps: AppDeps): Promi
           summary: enabled ? "Enable a schedule" : "Disable a schedule (it is kept)",
           tags,
           params: idParams,
+          querystring: noQuery,
+          body: noBody,
         },
       },
       async (request) => {
@@ -105,7 +113,13 @@ export async function scheduleRoutes(app: FastifyInstance, deps: AppDeps): Promi
     "/api/schedules/:id/run",
     {
       config: { access: "signed-in" },
-      schema: { summary: "Run a schedule's task now; answers its job id", tags, params: idParams },
+      schema: {
+        summary: "Run a schedule's task now; answers its job id",
+        tags,
+        params: idParams,
+        querystring: noQuery,
+        body: noBody,
+      },
     },
     async (request, reply) => {
       const id = await schedules.runNow(request.params.id);
@@ -116,7 +130,10 @@ export async function scheduleRoutes(app: FastifyInstance, deps: AppDeps): Promi
 
   app.get<{ Params: { id: string } }>(
     "/api/schedules/:id",
-    { config: { access: "signed-in" }, schema: { summary: "One schedule", tags, params: idParams } },
+    {
+      config: { access: "signed-in" },
+      schema: { summary: "One schedule", tags, params: idParams, querystring: noQuery },
+    },
     async (request) => {
       const schedule = await schedules.get(request.params.id);
       if (!schedule) throw notFound(`schedule ${request.params.id}`);
@@ -126,7 +143,10 @@ export async function scheduleRoutes(app: FastifyInstance, deps: AppDeps): Promi
 
   app.delete<{ Params: { id: string } }>(
     "/api/schedules/:id",
-    { config: { access: "signed-in" }, schema: { summary: "Delete a schedule", tags, params: idParams } },
+    {
+      config: { access: "signed-in" },
+      schema: { summary: "Delete a schedule", tags, params: idParams, querystring: noQuery },
+    },
     async (request, reply) => {
       if (!(await schedules.remove(request.params.id))) throw notFound(`schedule ${request.params.id}`);
       return reply.status(204).send();

@@ -10,6 +10,10 @@ import { JOB_STATES, JobQueryError, JobStateError, type JobStateName } from "../
 import { NAME, type SendOptions } from "../../queue/task.js";
 import type { AppDeps } from "../app.js";
 import { ApiError, notFound } from "../errors.js";
+import { noBody, noQuery } from "../input.js";
+
+/** A runAt may lie this far back (it then runs at once) or ahead: as far as delayMs may. */
+const RUN_AT_RANGE_MS = 365 * 24 * 3600_000;
 
 interface SendBody {
   input?: unknown;
@@ -62,9 +66,15 @@ export async function taskRoutes(app: FastifyInstance, deps: AppDeps): Promise<v
       schema: {
         summary: "Send a task by name; answers its job id",
         tags,
-        params: { type: "object", properties: { name: { type: "string" } } },
+        params: {
+          type: "object",
+          additionalProperties: false,
+          properties: { name: { type: "string", maxLength: 200 } },
+        },
+        querystring: noQuery,
         body: {
           type: ["object", "null"],
+          additionalProperties: false,
           properties: {
             input: {},
             options: {
@@ -95,7 +105,7 @@ export async function taskRoutes(app: FastifyInstance, deps: AppDeps): Promise<v
         );
       }
       const { runAt, ...rest } = request.body?.options ?? {};
-      const options: SendOptions = { ...rest, ...(runAt ? { runAt: new Date(runAt) } : {}) };
+      const options: SendOptions = { ...rest, ...(runAt ? { runAt: checkRunAt(runAt) } : {}) };
       let input: unknown;
       try {
         input = task.input ? task.input.parse(request.body?.input) : request.body?.input;
@@ -159,6 +169,7 @@ export async function taskRoutes(app: FastifyInstance, deps: AppDeps): Promise<v
         summary: "A job: state, input, result or error with its stack, times, worker and attempts",
         tags,
         params: idParams,
+        querystring: noQuery,
       },
     },
     async (request) => {
@@ -176,6 +187,8 @@ export async function taskRoutes(app: FastifyInstance, deps: AppDeps): Promise<v
         summary: "Cancel a waiting, delayed or active job; answers it as it is then",
         tags,
         params: idParams,
+        querystring: noQuery,
+        body: noBody,
       },
     },
     async (request) => {
@@ -189,7 +202,13 @@ export async function taskRoutes(app: FastifyInstance, deps: AppDeps): Promise<v
     "/api/tasks/:id/retry",
     {
       config: { access: "signed-in" },
-      schema: { summary: "Run a failed or cancelled job again", tags, params: idParams },
+      schema: {
+        summary: "Run a failed or cancelled job again",
+        tags,
+        params: idParams,
+        querystring: noQuery,
+        body: noBody,
+      },
     },
     async (request) => {
       const job = await answering(() => deps.producer.retry(request.params.id));
@@ -202,7 +221,11 @@ export async function taskRoutes(app: FastifyInstance, deps: AppDeps): Promise<v
     "/api/workers",
     {
       config: { access: "signed-in" },
-      schema: { summary: "Live worker processes with their counters and heartbeat", tags },
+      schema: {
+        summary: "Live worker processes with their counters and heartbeat",
+        tags,
+        querystring: noQuery,
+      },
     },
     async () => ({
       workers: await liveWorkers(deps.db, deps.workerTimeoutMs ?? 15_000),
@@ -211,7 +234,10 @@ export async function taskRoutes(app: FastifyInstance, deps: AppDeps): Promise<v
 
   app.get(
     "/api/queues",
-    { config: { access: "signed-in" }, schema: { summary: "Job counts per queue and state", tags } },
+    {
+      config: { access: "signed-in" },
+      schema: { summary: "Job counts per queue and state", tags, querystring: noQuery },
+    },
     async () => {
       const names = [...new Set([EMAIL_QUEUE, ...deps.registry.queues()])].sort();
       const queues = await Promise.all(
@@ -225,4 +251,16 @@ export async function taskRoutes(app: FastifyInstance, deps: AppDeps): Promise<v
       return { queues };
     },
   );
+}
+
+/** The schema checked the format (RFC 3339); a year far off is taken as a typo, as delayMs would be. */
+function checkRunAt(runAt: string): Date {
+  const date = new Date(runAt);
+  const now = Date.now();
+  if (Math.abs(date.getTime() - now) > RUN_AT_RANGE_MS) {
+    throw new ApiError("bad_request", `options.runAt: must be within a year of now (got ${runAt})`, [
+      { field: "body.options.runAt", reason: "must be within a year of now" },
+    ]);
+  }
+  return date;
 }

@@ -1,5 +1,14 @@
 /** `lovage migrate` and `lovage user`: run against the database directly, not over HTTP. */
+import type { Config } from "../../config.js";
+import { removeAdminPasswordFile } from "../admin-password-file.js";
 import { UsageError, configFrom, parse, type Command } from "../shared.js";
+
+/** The store of the settings, migrated; its errors name LOVAGE_DATABASE_URL or the data directory. */
+async function openConfiguredStore(config: Config) {
+  // Loaded here, not at the top: the other commands and --help need no database driver.
+  const { createLogger, openStore } = await import("../../main.js");
+  return openStore(config, createLogger(config));
+}
 
 export const migrate: Command = {
   name: "migrate",
@@ -15,12 +24,11 @@ from several hosts at once: an advisory lock lets one of them do it. Every start
       return 0;
     }
     const config = configFrom(env);
-    // Loaded here, not at the top: the other commands and --help need no database driver.
-    const { createLogger, openBrokerFor, openStore } = await import("../../main.js");
-    const store = await openStore(config, createLogger(config));
+    const store = await openConfiguredStore(config);
     try {
       // Opening BullMQ on PostgreSQL migrates its schema too; Redis needs none.
-      if (!config.brokerUrl) await (await openBrokerFor(config, store)).close();
+      if (!config.brokerUrl)
+        await (await (await import("../../main.js")).openBrokerFor(config, store)).close();
     } finally {
       await store.close();
     }
@@ -46,16 +54,15 @@ Creates the user NAME for the API and dashboard, or sets its password if it exis
     if (!values.password || values.password.length < 8)
       throw new UsageError("--password of at least 8 characters is required");
     const config = configFrom(env);
-    const [{ openDatabase }, { upsertUser }] = await Promise.all([
-      import("../../db/open.js"),
-      import("../../db/users.js"),
-    ]);
-    const store = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+    const { upsertUser } = await import("../../db/users.js");
+    const store = await openConfiguredStore(config);
     try {
       await upsertUser(store.db, name, values.password);
     } finally {
       await store.close();
     }
+    // The generated password saved for the CLI no longer works.
+    if (name === "admin") removeAdminPasswordFile(config.dataDir);
     console.log(`user ${name} saved`);
     return 0;
   },

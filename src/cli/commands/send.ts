@@ -1,9 +1,10 @@
 /** `lovage send --file list.csv --subject … --text …`: submit a campaign and follow it with a progress bar. */
-import { openAsBlob } from "node:fs";
-import { access, readFile } from "node:fs/promises";
+import { createReadStream, openAsBlob } from "node:fs";
+import { access } from "node:fs/promises";
 import { basename } from "node:path";
 import type { CampaignView } from "../../api/present.js";
 import { LovageHttpError } from "../../client.js";
+import { UnreadableTextError, decodeText } from "../../mail/recipients/parse.js";
 import {
   CONNECTION_HELP,
   CONNECTION_OPTIONS,
@@ -31,6 +32,23 @@ function bar(view: CampaignView, width = 30): string {
   return `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${done}/${view.total} sent ${c.sent} failed ${c.failed} unknown ${c.unknown} · ${view.ratePerMinute}/min${eta}`;
 }
 
+/**
+ * A message body from a file, read as the server reads uploads (UTF-8, or UTF-16 with a BOM): a
+ * file in another encoding would otherwise be sent with "�" in place of every accented letter.
+ */
+async function readTextFile(option: string, path: string): Promise<string> {
+  let text = "";
+  try {
+    for await (const chunk of decodeText(createReadStream(path))) text += chunk;
+  } catch (error) {
+    if (error instanceof UnreadableTextError) throw new UsageError(`${option} ${path}: ${error.message}`);
+    if ((error as NodeJS.ErrnoException).code === "ENOENT")
+      throw new UsageError(`${option} ${path}: no such file`);
+    throw error;
+  }
+  return text;
+}
+
 export const send: Command = {
   name: "send",
   summary: "Send a campaign from a CSV or TXT file and follow its progress",
@@ -41,6 +59,9 @@ LIST is a CSV with a header row (an "email" column; every other column is a plac
 such as {{name}}) or a TXT file with one address per line. Rejected lines are listed with
 their line numbers. Then it follows the campaign until it completes (unless --no-follow).
 Exit code 0 when every recipient was sent, 1 otherwise.
+
+Text and HTML files are read as UTF-8 (or UTF-16 with a byte order mark) and sent whole;
+one larger than the server's LOVAGE_MAX_BODY_BYTES is refused with the limit, nothing sent.
 
 ${CONNECTION_HELP}`,
   async run(args, env) {
@@ -63,8 +84,9 @@ ${CONNECTION_HELP}`,
     if (!values.file) throw new UsageError("--file is required: a CSV or TXT list of recipients");
     if (!values.subject) throw new UsageError("--subject is required");
     const text =
-      values.text ?? (values["text-file"] ? await readFile(values["text-file"], "utf8") : undefined);
-    const html = values["html-file"] ? await readFile(values["html-file"], "utf8") : undefined;
+      values.text ??
+      (values["text-file"] ? await readTextFile("--text-file", values["text-file"]) : undefined);
+    const html = values["html-file"] ? await readTextFile("--html-file", values["html-file"]) : undefined;
     if (text === undefined && html === undefined)
       throw new UsageError("give --text, --text-file or --html-file");
     try {

@@ -1,6 +1,39 @@
 /** `lovage start`, `lovage api`, `lovage worker`: three wirings of the same parts. */
+import type { Config } from "../../config.js";
 import type { Roles } from "../../main.js";
+import {
+  adminPasswordPath,
+  readAdminPasswordFile,
+  removeAdminPasswordFile,
+  writeAdminPasswordFile,
+} from "../admin-password-file.js";
 import { configFrom, parse, type Command } from "../shared.js";
+
+/**
+ * How to log in, for the banner. Saves a generated password for the CLI on this machine, and
+ * removes a saved one that a chosen password (LOVAGE_ADMIN_PASSWORD) has made wrong.
+ */
+function adminPasswordLine(config: Config, generated: string | undefined): string {
+  const path = adminPasswordPath(config.dataDir);
+  if (generated) {
+    let saved: string;
+    try {
+      writeAdminPasswordFile(config.dataDir, generated);
+      saved = `saved in ${path} for the lovage command on this machine`;
+    } catch (error) {
+      saved = `not saved: ${(error as Error).message}`;
+    }
+    return `Log in as admin with password: ${generated}\n  (generated on this first start and shown once; ${saved})`;
+  }
+  if (config.adminPassword) {
+    removeAdminPasswordFile(config.dataDir);
+    return "Log in as admin with the password in LOVAGE_ADMIN_PASSWORD.";
+  }
+  if (readAdminPasswordFile(config.dataDir) !== undefined) {
+    return `Log in as admin with the password saved in ${path} on the first start.`;
+  }
+  return "Log in as admin with the password shown on the first start (or set LOVAGE_ADMIN_PASSWORD).";
+}
 
 function serve(name: string, roles: Roles, summary: string, extra: string): Command {
   return {
@@ -26,34 +59,28 @@ LOVAGE_BROKER_URL, LOVAGE_SMTP_URL, PORT, LOVAGE_ADMIN_PASSWORD, …).`,
       // Loaded here, not at the top: the other commands and --help need none of the server.
       const { startLovage } = await import("../../main.js");
       const lovage = await startLovage(config, roles);
+      // One write, after every start-up log line: the banner reads as a whole, and whoever waits
+      // for its first line (scripts, tests) has the rest too.
+      const banner: string[] = [""];
       if (lovage.url) {
-        console.log(`\nLovage is running at ${lovage.url}`);
-        if (lovage.generatedAdminPassword) {
-          console.log(`  Log in as admin with password: ${lovage.generatedAdminPassword}`);
-          console.log(
-            "  (generated on this first start and shown once; set LOVAGE_ADMIN_PASSWORD to choose it)",
-          );
-        } else if (config.adminPassword) {
-          console.log("  Log in as admin with the password in LOVAGE_ADMIN_PASSWORD.");
-        } else {
-          console.log(
-            "  Log in as admin with the password shown on the first start (or set LOVAGE_ADMIN_PASSWORD).",
-          );
-        }
-        console.log(`  API documentation: ${lovage.url}/api/docs`);
+        banner.push(
+          `Lovage is running at ${lovage.url}`,
+          `  ${adminPasswordLine(config, lovage.generatedAdminPassword)}`,
+          `  API documentation: ${lovage.url}/api/docs`,
+        );
         if (lovage.catcherUrl) {
-          console.log(`  Mail catcher: ${lovage.catcherUrl} (caught messages are shown in the dashboard)`);
+          banner.push(`  Mail catcher: ${lovage.catcherUrl} (caught messages are shown in the dashboard)`);
         }
       }
       if (lovage.worker) {
         const w = lovage.worker;
         // Tests and scripts wait for this line to know a worker is ready.
-        console.log(
+        banner.push(
           `Lovage worker ${w.id} is running (queues ${w.queues.join(", ")}, concurrency ${w.concurrency})`,
         );
-        if (!lovage.url && lovage.catcherUrl) console.log(`  Mail catcher: ${lovage.catcherUrl}`);
+        if (!lovage.url && lovage.catcherUrl) banner.push(`  Mail catcher: ${lovage.catcherUrl}`);
       }
-      console.log("");
+      console.log(`${banner.join("\n")}\n`);
 
       return new Promise<number>((resolve) => {
         let stopping = false;

@@ -9,12 +9,13 @@
  * Never: touches the database, the queue or the network; removes duplicates (the database dedupes
  * on the lowercased address, so a repeated address is neither accepted twice nor rejected here);
  * holds a whole upload in memory (`parseUpload` streams); throws for a bad row (bad rows become
- * `Rejected` items so every problem is reported at once; only a file that cannot be read as a
- * whole, such as a CSV without an email column, throws).
+ * `Rejected` items so every problem is reported at once; only input that cannot be read as a
+ * whole throws: a CSV without an email column, an empty file or list, a header-only CSV, bytes
+ * that are not UTF-8 or UTF-16 with a BOM, a NUL).
  */
 import { createInterface } from "node:readline";
 import { Readable, pipeline } from "node:stream";
-import { StringDecoder } from "node:string_decoder";
+import { isUtf8 } from "node:buffer";
 import { CsvError, parse as parseCsv } from "csv-parse";
 
 export type Recipient = { line: number; email: string; fields: Record<string, string> };
@@ -115,10 +116,22 @@ export function parsePasted(text: string): ParseItem[] {
  * (each one pasted line) or of objects `{ email, ...fields }`.
  */
 export function parseJsonRecipients(value: unknown): ParseItem[] {
-  if (typeof value === "string") return parsePasted(value);
+  if (typeof value === "string") {
+    const items = parsePasted(value);
+    // Without this, an empty list would be refused as "every line was rejected".
+    if (items.length === 0) {
+      throw new Error(
+        value.trim() === ""
+          ? "recipients is empty"
+          : "recipients has no recipient: every line is blank or a # comment",
+      );
+    }
+    return items;
+  }
   if (!Array.isArray(value)) {
     throw new Error(`recipients must be a string or an array, got ${describeType(value)}`);
   }
+  if (value.length === 0) throw new Error("recipients is an empty list");
   return value.map((item: unknown, index) => parseJsonItem(item, index + 1));
 }
 
@@ -245,6 +258,8 @@ export async function* parseUpload(
   const { head, firstLine } = await sniffFirstLine(chunks);
   const source = Readable.from(replay(head, chunks), { objectMode: false });
   try {
+    // Without this, an empty upload would be refused as "every line was rejected".
+    if (head.length === 0) throw new Error("the file is empty");
     const headerDelimiter = findHeaderDelimiter(firstLine);
     if (filename.toLowerCase().endsWith(".csv") || headerDelimiter !== undefined) {
       yield* parseCsvStream(source, headerDelimiter ?? likeliestDelimiter(firstLine));
@@ -262,11 +277,17 @@ export async function* parseUpload(
 async function* parseLineStream(source: Readable): AsyncGenerator<ParseItem> {
   const lines = createInterface({ input: source, crlfDelay: Infinity });
   let lineNumber = 0;
+  let recipientLines = 0;
   try {
     for await (const line of lines) {
       lineNumber += 1;
       const item = parseLine(line, lineNumber);
-      if (item !== undefined) yield item;
+      if (item === undefined) continue;
+      recipientLines += 1;
+      yield item;
+    }
+    if (recipientLines === 0) {
+      throw new Error(`the file has no recipients: its ${lineNumber} lines are blank or # comments`);
     }
   } finally {
     lines.close();
@@ -292,6 +313,7 @@ async function* parseCsvStream(source: Readable, delimiter: string): AsyncGenera
 
   let header: string[] | undefined;
   let emailColumn = -1;
+  let rows = 0;
   try {
     for await (const row of parser as AsyncIterable<CsvRow>) {
       const { record } = row;
@@ -306,6 +328,7 @@ async function* parseCsvStream(source: Readable, delimiter: string): AsyncGenera
         continue;
       }
 
+      rows += 1;
       const value = row.raw.trim();
       if (record.length !== header.length) {
         const hint =
@@ -324,6 +347,8 @@ async function* parseCsvStream(source: Readable, delimiter: string): AsyncGenera
       });
       yield accept(line, checked.email, Object.fromEntries(fields));
     }
+    if (header === undefined) throw new Error("the file has no recipients: every line is blank");
+    if (rows === 0) throw new Error("the CSV has a header row but no recipients");
   } catch (error) {
     if (error instanceof CsvError)
       throw new Error(`CSV could not be read: ${error.message}`, { cause: error });
@@ -367,33 +392,270 @@ function likeliestDelimiter(line: string): string {
 }
 
 /**
- * Decodes the upload as UTF-8 text without a BOM and with every line break as "\n": csv-parse
- * counts a CRLF inside a quoted field as two lines, which would shift every later line number.
+ * Decodes the upload to text without a BOM and with every line break as "\n": csv-parse counts a
+ * CRLF inside a quoted field as two lines, which would shift every later line number.
+ *
+ * UTF-8 (with or without its BOM) and UTF-16 with a BOM are read; anything else stops the upload
+ * at the first byte that is not text, naming its line and offset, because a file decoded with
+ * replacement characters would be stored with "�" in every name it touched. A NUL stops it too:
+ * PostgreSQL cannot store one, and it is what a UTF-16 file without a BOM or a binary file holds.
  */
-async function* decodeText(input: NodeJS.ReadableStream | Readable): AsyncGenerator<string> {
-  const decoder = new StringDecoder("utf8");
-  let atStart = true;
-  let pendingCr = false;
+export async function* decodeText(input: NodeJS.ReadableStream | Readable): AsyncGenerator<string> {
   const chunks: AsyncIterable<unknown> = input;
+  const breaks = new LineBreaks();
+  let decoder: ByteDecoder | undefined;
+  let head = Buffer.alloc(0);
+  let atStart = true;
   for await (const chunk of chunks) {
     let text: string;
-    if (typeof chunk === "string") text = chunk;
-    else if (chunk instanceof Uint8Array) text = decoder.write(chunk);
-    else throw new TypeError(`upload stream must yield text or bytes, got ${describeType(chunk)}`);
-
-    if (atStart && text !== "") {
-      text = stripBom(text);
-      atStart = false;
-    }
-    if (pendingCr) text = `\r${text}`;
-    // A CR at the end of a chunk may be the first half of a CRLF split across chunks.
-    pendingCr = text.endsWith("\r");
-    if (pendingCr) text = text.slice(0, -1);
-    text = text.replace(/\r\n?/g, "\n");
+    if (typeof chunk === "string") {
+      text = atStart ? stripBom(chunk) : chunk;
+      const nul = text.indexOf("\0");
+      if (nul !== -1) throw new UnreadableTextError(breaks.lineAfter(text.slice(0, nul)), nulMessage());
+    } else if (chunk instanceof Uint8Array) {
+      const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      if (decoder === undefined) {
+        // A BOM takes up to 3 bytes, and a chunk may be as short as one byte.
+        head = Buffer.concat([head, bytes]);
+        if (head.length < 3) continue;
+        decoder = byteDecoderFor(head);
+        text = decoder.decode(head, breaks);
+      } else text = decoder.decode(bytes, breaks);
+    } else throw new TypeError(`upload stream must yield text or bytes, got ${describeType(chunk)}`);
+    if (text !== "") atStart = false;
+    text = breaks.normalize(text);
     if (text !== "") yield text;
   }
-  const rest = decoder.end() + (pendingCr ? "\n" : "");
+  let tail = "";
+  if (decoder === undefined && head.length > 0) {
+    decoder = byteDecoderFor(head);
+    tail = decoder.decode(head, breaks);
+  }
+  tail += decoder?.end(breaks) ?? "";
+  const rest = breaks.normalize(tail) + breaks.end();
   if (rest !== "") yield rest;
+}
+
+/** Counts lines as the text goes by, so that a decoding error can name its line. */
+class LineBreaks {
+  /** Line breaks seen so far; the next character is on line `count + 1`. */
+  count = 0;
+  private pendingCr = false;
+
+  /** The text with CRLF and CR as "\n"; a CR at the end waits for the next chunk's LF. */
+  normalize(raw: string): string {
+    let text = this.pendingCr ? `\r${raw}` : raw;
+    this.pendingCr = text.endsWith("\r");
+    if (this.pendingCr) text = text.slice(0, -1);
+    text = text.replace(/\r\n?/g, "\n");
+    this.count += countNewlines(text);
+    return text;
+  }
+
+  /** The line of a character that follows `before` (text not yet normalized). */
+  lineAfter(before: string): number {
+    const text = (this.pendingCr ? `\r${before}` : before).replace(/\r\n?/g, "\n");
+    return this.count + countNewlines(text) + 1;
+  }
+
+  end(): string {
+    const rest = this.pendingCr ? "\n" : "";
+    this.pendingCr = false;
+    return rest;
+  }
+}
+
+interface ByteDecoder {
+  /** The text of the bytes; throws an UnreadableTextError naming the line and byte that are not text. */
+  decode(bytes: Buffer, breaks: LineBreaks): string;
+  /** What is left at the end of the upload. */
+  end(breaks: LineBreaks): string;
+}
+
+/** A line of an upload that cannot be read as text; the message says what to do. */
+export class UnreadableTextError extends Error {
+  constructor(
+    readonly line: number,
+    message: string,
+  ) {
+    super(`line ${line}: ${message}`);
+    this.name = "UnreadableTextError";
+  }
+}
+
+function nulMessage(offset?: number): string {
+  const where = offset === undefined ? "" : ` (at byte offset ${offset})`;
+  return `a NUL byte${where} cannot be stored: is this a binary file, or UTF-16 without a byte order mark? Save the file as UTF-8`;
+}
+
+function byteDecoderFor(head: Buffer): ByteDecoder {
+  if (head[0] === 0xff && head[1] === 0xfe) return new Utf16Chunks(false);
+  if (head[0] === 0xfe && head[1] === 0xff) return new Utf16Chunks(true);
+  return new Utf8Chunks();
+}
+
+class Utf8Chunks implements ByteDecoder {
+  /** Bytes of a character split across chunks. */
+  private pending = Buffer.alloc(0);
+  /** File offset of `pending[0]`. */
+  private offset = 0;
+  private atStart = true;
+
+  decode(chunk: Buffer, breaks: LineBreaks): string {
+    const bytes = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
+    const complete = completeUtf8Length(bytes);
+    const bad = isUtf8(bytes.subarray(0, complete)) ? -1 : invalidUtf8Index(bytes, 0, complete);
+    const nul = bytes.subarray(0, bad === -1 ? complete : bad).indexOf(0);
+    if (nul !== -1 || bad !== -1) {
+      const at = nul !== -1 ? nul : bad;
+      const line = breaks.lineAfter(this.text(bytes.subarray(0, at)));
+      const where = `byte offset ${this.offset + at}`;
+      if (nul !== -1) throw new UnreadableTextError(line, nulMessage(this.offset + at));
+      throw new UnreadableTextError(
+        line,
+        `byte 0x${bytes[at]!.toString(16).toUpperCase().padStart(2, "0")} (at ${where}) is not UTF-8; save the file as UTF-8`,
+      );
+    }
+    this.pending = Buffer.from(bytes.subarray(complete));
+    const text = this.text(bytes.subarray(0, complete));
+    this.offset += complete;
+    return text;
+  }
+
+  end(breaks: LineBreaks): string {
+    if (this.pending.length === 0) return "";
+    throw new UnreadableTextError(
+      breaks.lineAfter(""),
+      `the file ends in the middle of a character (byte 0x${this.pending[0]!.toString(16).toUpperCase()} at byte offset ${this.offset}); save the file as UTF-8`,
+    );
+  }
+
+  private text(bytes: Buffer): string {
+    let text = bytes.toString("utf8");
+    if (this.atStart && text !== "") {
+      text = stripBom(text);
+      this.atStart = false;
+    }
+    return text;
+  }
+}
+
+class Utf16Chunks implements ByteDecoder {
+  /** An odd byte, or a high surrogate waiting for its low half. */
+  private pending = Buffer.alloc(0);
+  /** File offset of `pending[0]`. */
+  private offset = 0;
+  private atStart = true;
+
+  constructor(private readonly bigEndian: boolean) {}
+
+  decode(chunk: Buffer, breaks: LineBreaks): string {
+    const bytes = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
+    let end = bytes.length - (bytes.length % 2);
+    const units = this.bigEndian ? Buffer.from(bytes.subarray(0, end)).swap16() : bytes.subarray(0, end);
+    if (end >= 2) {
+      const last = units.readUInt16LE(end - 2);
+      if (last >= 0xd800 && last <= 0xdbff) end -= 2;
+    }
+    let text = units.toString("utf16le", 0, end);
+    const bad = unstorableChar(text);
+    if (bad !== undefined) {
+      const line = breaks.lineAfter(text.slice(0, bad.index));
+      throw new UnreadableTextError(
+        line,
+        bad.char === "\0"
+          ? nulMessage(this.offset + 2 * bad.index)
+          : `the UTF-16 text has an unpaired surrogate at byte offset ${this.offset + 2 * bad.index}; save the file as UTF-8`,
+      );
+    }
+    this.pending = Buffer.from(bytes.subarray(end));
+    this.offset += end;
+    if (this.atStart && text !== "") {
+      text = stripBom(text);
+      this.atStart = false;
+    }
+    return text;
+  }
+
+  end(breaks: LineBreaks): string {
+    if (this.pending.length === 0) return "";
+    throw new UnreadableTextError(
+      breaks.lineAfter(""),
+      `the file ends in the middle of a UTF-16 character (at byte offset ${this.offset}); save the file as UTF-8`,
+    );
+  }
+}
+
+// NUL, and a UTF-16 surrogate without its other half (JSON's "\ud800" makes one).
+const UNSTORABLE_CHAR = /\0|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * The first character of `text` that PostgreSQL cannot store in a UTF-8 database: a NUL, or a
+ * lone surrogate (which no UTF-8 encoding exists for; drivers would silently store "�").
+ */
+export function unstorableChar(text: string): { index: number; char: string; reason: string } | undefined {
+  const match = UNSTORABLE_CHAR.exec(text);
+  if (!match) return undefined;
+  const char = match[0];
+  const code = `U+${char.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}`;
+  return {
+    index: match.index,
+    char,
+    reason:
+      char === "\0"
+        ? `contains a NUL character (${code}), which cannot be stored`
+        : `contains an unpaired surrogate (${code}), which is not Unicode text`,
+  };
+}
+
+/** How many bytes from the start form whole characters: a character cut by the chunk's end waits. */
+function completeUtf8Length(bytes: Uint8Array): number {
+  for (let back = 1; back <= Math.min(3, bytes.length); back += 1) {
+    const byte = bytes[bytes.length - back]!;
+    if (byte < 0x80) return bytes.length;
+    if (byte >= 0xc0) {
+      const length = byte >= 0xf0 ? 4 : byte >= 0xe0 ? 3 : 2;
+      return length > back ? bytes.length - back : bytes.length;
+    }
+  }
+  return bytes.length;
+}
+
+/**
+ * The index of the first byte in `bytes[start, end)` that does not begin or continue a well-formed
+ * UTF-8 character (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF), or -1.
+ */
+export function invalidUtf8Index(bytes: Uint8Array, start = 0, end = bytes.length): number {
+  let index = start;
+  while (index < end) {
+    const lead = bytes[index]!;
+    if (lead < 0x80) {
+      index += 1;
+      continue;
+    }
+    let length: number;
+    let low = 0x80;
+    let high = 0xbf;
+    if (lead >= 0xc2 && lead <= 0xdf) length = 2;
+    else if (lead >= 0xe0 && lead <= 0xef) {
+      length = 3;
+      if (lead === 0xe0) low = 0xa0;
+      if (lead === 0xed) high = 0x9f;
+    } else if (lead >= 0xf0 && lead <= 0xf4) {
+      length = 4;
+      if (lead === 0xf0) low = 0x90;
+      if (lead === 0xf4) high = 0x8f;
+    } else return index;
+    if (index + length > end) return index;
+    const second = bytes[index + 1]!;
+    if (second < low || second > high) return index;
+    for (let next = 2; next < length; next += 1) {
+      const byte = bytes[index + next]!;
+      if (byte < 0x80 || byte > 0xbf) return index;
+    }
+    index += length;
+  }
+  return -1;
 }
 
 /** Reads just enough of the upload to see its first non-blank line, keeping what it read. */

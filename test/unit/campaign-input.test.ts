@@ -1,0 +1,70 @@
+import { describe, expect, it } from "vitest";
+import { parseDateTime, validateCampaignInput } from "../../src/mail/campaigns.js";
+
+describe("parseDateTime", () => {
+  it.each([
+    ["2026-12-01T09:00:00Z", "2026-12-01T09:00:00.000Z"],
+    ["2026-12-01t09:00z", "2026-12-01T09:00:00.000Z"],
+    ["2026-12-01T10:00:00+01:00", "2026-12-01T09:00:00.000Z"],
+    ["2026-12-01 04:30:00.25-04:30", "2026-12-01T09:00:00.250Z"],
+    ["2028-02-29T00:00:00Z", "2028-02-29T00:00:00.000Z"],
+  ])("reads %s as %s", (text, iso) => {
+    expect(parseDateTime(text)?.toISOString()).toBe(iso);
+  });
+
+  it.each([
+    "2026-12-01",
+    "2026-12-01T09:00:00",
+    "+275760-09-13T00:00:00Z",
+    "2026-02-30T09:00:00Z",
+    "2027-02-29T09:00:00Z",
+    "2026-13-01T09:00:00Z",
+    "2026-12-01T24:00:00Z",
+    "December 1, 2026",
+  ])("refuses %s", (text) => {
+    expect(parseDateTime(text)).toBeUndefined();
+  });
+});
+
+describe("validateCampaignInput", () => {
+  const now = new Date("2026-06-01T00:00:00Z");
+  const base = { subject: "Hi", text: "Hello" };
+  const problems = (input: Record<string, unknown>) => {
+    try {
+      validateCampaignInput(input, "Lovage <no-reply@lovage.test>", now);
+      return [];
+    } catch (error) {
+      return (error as { details: { field: string; reason: string }[] }).details;
+    }
+  };
+
+  it("keeps a name of 200 characters and refuses 201 instead of cutting it", () => {
+    expect(validateCampaignInput({ ...base, name: "n".repeat(200) }, "a@b.example", now).name).toHaveLength(
+      200,
+    );
+    expect(problems({ ...base, name: "n".repeat(201) })).toEqual([
+      { field: "name", reason: "must have at most 200 characters (it has 201)" },
+    ]);
+  });
+
+  it("takes a priority as a number or as the text of a form field, and nothing else", () => {
+    expect(validateCampaignInput({ ...base, priority: "-7" }, "a@b.example", now).priority).toBe(-7);
+    expect(validateCampaignInput({ ...base, priority: 7 }, "a@b.example", now).priority).toBe(7);
+    for (const priority of ["0x10", "1e2", "5.5", true, [5]]) {
+      expect(problems({ ...base, priority }), String(priority)).toEqual([
+        { field: "priority", reason: "must be a whole number from -100 to 100" },
+      ]);
+    }
+  });
+
+  it("takes a sendAt from a year back to 10 years ahead", () => {
+    const at = (sendAt: string) => validateCampaignInput({ ...base, sendAt }, "a@b.example", now).sendAt;
+    expect(at("2025-06-02T00:00:00Z")?.toISOString()).toBe("2025-06-02T00:00:00.000Z");
+    expect(at("2036-05-31T00:00:00Z")?.toISOString()).toBe("2036-05-31T00:00:00.000Z");
+    for (const sendAt of ["2025-05-30T00:00:00Z", "2036-06-02T00:00:00Z", "0000-01-01T00:00:00Z"]) {
+      expect(problems({ ...base, sendAt })[0]?.reason, sendAt).toMatch(
+        /^must be from 2025-05-31T.* to 2036-05-31T/,
+      );
+    }
+  });
+});
