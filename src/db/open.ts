@@ -5,10 +5,12 @@
  */
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { PGlite } from "@electric-sql/pglite";
+import { setTimeout as delay } from "node:timers/promises";
 import { Kysely, Migrator, PostgresDialect, type Migration } from "kysely";
 import pg from "pg";
-import { PGlitePool, pgCompatibleParsers } from "../queue/pglite-pool.js";
+import { preparePGliteDataDir } from "../queue/pglite-datadir.js";
+import { PGlitePool } from "../queue/pglite-pool.js";
+import { openPGliteThread, type PGliteThread } from "../queue/pglite-thread.js";
 import * as m0001 from "./migrations/0001-init.js";
 import * as m0002 from "./migrations/0002-workers.js";
 import type { Database } from "./schema.js";
@@ -63,18 +65,25 @@ async function openPostgres(connectionString: string): Promise<Store> {
 
 /**
  * PGlite keeps its files in `<dataDir>/pgdata`. Two processes on one directory would corrupt
- * it, so a pid file refuses a second one while the first is alive.
+ * it, so a pid file refuses a second one while the first is alive. A new directory is copied
+ * from the build's template (or made by initdb in a child process), never initdb'd here; the
+ * database then runs in its own thread (`queue/pglite-thread.ts`).
  */
 async function openEmbedded(dataDir: string): Promise<Store> {
   mkdirSync(dataDir, { recursive: true });
   const releaseLock = lockDataDir(dataDir);
-  let pglite: PGlite | undefined;
+  let thread: PGliteThread | undefined;
   try {
-    pglite = await PGlite.create(join(dataDir, "pgdata"), { parsers: pgCompatibleParsers });
-    const pool = new PGlitePool(pglite);
-    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: pool as unknown as pg.Pool }) });
+    const pgdata = join(dataDir, "pgdata");
+    await preparePGliteDataDir(pgdata);
+    thread = await openPGliteThread({ dataDir: pgdata });
+    const pool = new PGlitePool(thread);
+    // An idle client's error (the database thread died) must not crash the process: every
+    // query then fails with the reason, and /readyz reports the database down.
+    pool.on("error", () => undefined);
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     await migrateToLatest(db);
-    const opened = pglite;
+    const opened = thread;
     return {
       kind: "embedded",
       db,
@@ -83,13 +92,15 @@ async function openEmbedded(dataDir: string): Promise<Store> {
         await pool.query("SELECT 1");
       },
       close: async () => {
-        await db.destroy();
+        // pg's end() waits for every checked-out client: one never released (a BullMQ worker
+        // left open) must not keep the process from stopping; closing the thread ends it.
+        await Promise.race([db.destroy(), delay(5_000, undefined, { ref: false })]);
         await opened.close();
         releaseLock();
       },
     };
   } catch (error) {
-    await pglite?.close().catch(() => undefined);
+    await thread?.close().catch(() => undefined);
     releaseLock();
     throw error;
   }
