@@ -26,9 +26,10 @@
  * at COMMIT is in the kernel when the reply is sent, and survives `kill -9`.
  */
 import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parentPort, workerData } from "node:worker_threads";
-import { PGlite } from "@electric-sql/pglite";
+import { PGlite, type PGliteOptions } from "@electric-sql/pglite";
 import {
   CANCEL_REQUEST,
   GSSENC_REQUEST,
@@ -54,7 +55,10 @@ import {
 
 /** Messages from the main thread. */
 export type ToOwner =
-  { op: "data"; session: number; bytes: ArrayBuffer } | { op: "end"; session: number } | { op: "close" };
+  | { op: "open" }
+  | { op: "data"; session: number; bytes: ArrayBuffer }
+  | { op: "end"; session: number }
+  | { op: "close" };
 
 /** Messages to the main thread. */
 export type FromOwner =
@@ -68,7 +72,19 @@ export type FromOwner =
 export interface OwnerOptions {
   /** The PostgreSQL data directory (PGlite's), or `memory://` for a throwaway database. */
   dataDir: string;
+  /**
+   * Wait for an `open` message before opening it (it is being made meanwhile): the thread
+   * loads and compiles PGlite first, which takes as long as copying a data directory.
+   */
+  waitForOpen?: boolean;
 }
+
+/**
+ * PostgreSQL's shared buffers, 128 MB by default, are all touched when PGlite starts (its
+ * shared memory is its WebAssembly heap): 32 MB saves about 110 MB of RSS, and the files
+ * behind them are in the kernel's page cache.
+ */
+const SHARED_BUFFERS = "32MB";
 
 interface Session {
   id: number;
@@ -348,13 +364,38 @@ function describe(error: unknown): string {
   return String(error);
 }
 
+// A global of Node that TypeScript's ES library (no DOM) does not declare.
+declare const WebAssembly: { compile(bytes: Uint8Array): Promise<object> };
+
+/** PGlite's WebAssembly, compiled, and its filesystem bundle, read from its package. */
+async function loadPGliteArtifacts(): Promise<Pick<PGliteOptions, "pgliteWasmModule" | "fsBundle">> {
+  const entry = import.meta.resolve("@electric-sql/pglite");
+  const [wasm, bundle] = await Promise.all([
+    readFile(new URL("./pglite.wasm", entry)),
+    readFile(new URL("./pglite.data", entry)),
+  ]);
+  const compiled = await WebAssembly.compile(wasm);
+  return {
+    /* eslint-disable-next-line @typescript-eslint/no-unsafe-assignment -- PGlite types it as
+       WebAssembly.Module, a name TypeScript's ES library leaves unresolved here. */
+    pgliteWasmModule: compiled as PGliteOptions["pgliteWasmModule"],
+    fsBundle: new Blob([bundle]),
+  };
+}
+
 async function main(options: OwnerOptions): Promise<void> {
   const port = parentPort;
   if (!port) throw new Error("pglite-owner runs in a worker thread");
   const post = (message: FromOwner, transfer?: ArrayBuffer[]) => port.postMessage(message, transfer);
   let owner: Owner | undefined;
   const early: ToOwner[] = [];
+  let openNow: () => void = () => undefined;
+  const mayOpen = options.waitForOpen ? new Promise<void>((resolve) => (openNow = resolve)) : undefined;
   port.on("message", (message: ToOwner) => {
+    if (message.op === "open") {
+      openNow();
+      return;
+    }
     if (message.op === "close") {
       void (owner?.close() ?? Promise.resolve()).finally(() => {
         post({ op: "closed" });
@@ -366,10 +407,15 @@ async function main(options: OwnerOptions): Promise<void> {
     else early.push(message);
   });
   try {
+    const artifacts = await loadPGliteArtifacts();
+    await mayOpen;
     if (!options.dataDir.startsWith("memory://") && !existsSync(join(options.dataDir, "PG_VERSION"))) {
       throw new Error(`${options.dataDir} is not a PostgreSQL data directory (no PG_VERSION)`);
     }
-    const db = await PGlite.create(options.dataDir);
+    const db = await PGlite.create(options.dataDir, {
+      ...artifacts,
+      startParams: [...PGlite.defaultStartParams, "-c", `shared_buffers=${SHARED_BUFFERS}`],
+    });
     const chunks: Uint8Array[] = [];
     await db.execProtocolRawStream(startupPacket({ user: "postgres", database: "postgres" }), {
       syncToFs: false,

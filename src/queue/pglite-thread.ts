@@ -181,12 +181,29 @@ class ThreadHandle implements PGliteThread {
   }
 }
 
-/** Starts the owner thread on `dataDir` and resolves once its database is open. */
-export async function openPGliteThread(options: OwnerOptions): Promise<PGliteThread> {
+/**
+ * Starts the owner thread on `dataDir` and resolves once its database is open. With
+ * `prepared`, the thread starts at once but opens the directory only once `prepared` has
+ * resolved (the directory is being made meanwhile); if it rejects, so does this.
+ */
+export async function openPGliteThread(
+  options: { dataDir: string },
+  prepared?: Promise<unknown>,
+): Promise<PGliteThread> {
   // From the sources (the tests), the thread runs the .ts module through the loader the tests
   // register (test/helpers/ts-loader.js), as the whole test process does.
-  const worker = new Worker(siblingModule("pglite-owner"), { workerData: options });
+  const workerData: OwnerOptions = { dataDir: options.dataDir, waitForOpen: prepared !== undefined };
+  const worker = new Worker(siblingModule("pglite-owner"), { workerData });
   const handle = new ThreadHandle(worker, options.dataDir);
+  if (prepared) {
+    try {
+      await prepared;
+    } catch (error) {
+      await worker.terminate();
+      throw error;
+    }
+    worker.postMessage({ op: "open" } satisfies ToOwner);
+  }
   const ready = await new Promise<FromOwner>((resolve, reject) => {
     worker.once("message", resolve);
     worker.once("error", reject);
