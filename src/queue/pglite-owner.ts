@@ -19,6 +19,7 @@
  *   seen) and again as soon as the backend is idle (in case that transaction rolled back).
  * - Every session starts with the reply of the one startup the backend had (PGlite is already
  *   connected as user postgres to database postgres, whatever the startup packet asks).
+ * - Statements are prepared once and shared by all sessions (`pglite-statements.ts`).
  *
  * It never creates a data directory: one without PG_VERSION is an error (initdb belongs in a
  * process that exits, see `pglite-datadir.ts`). Commits are durable as they are in-process:
@@ -36,6 +37,7 @@ import {
   SSL_REQUEST,
   commandComplete,
   concat,
+  errorCode,
   errorResponse,
   frames,
   isCopyFromStdin,
@@ -52,6 +54,7 @@ import {
   type Frame,
   type TransactionStatus,
 } from "./pglite-wire.js";
+import { STATEMENT_GONE, StatementCache } from "./pglite-statements.js";
 
 /** Messages from the main thread. */
 export type ToOwner =
@@ -98,6 +101,13 @@ interface Session {
 
 type Listen = { verb: "LISTEN" | "UNLISTEN"; channel: string };
 
+interface Executed {
+  reply: Uint8Array;
+  notifications: [channel: string, message: Uint8Array][];
+  status: TransactionStatus | undefined;
+  errorCode: string | undefined;
+}
+
 const NO_SSL = new Uint8Array([0x4e]);
 
 class Owner {
@@ -113,6 +123,7 @@ class Owner {
   private readonly pendingListens = new Set<string>();
   /** Pending channels already listened on inside the holder's open transaction. */
   private readonly injected = new Set<string>();
+  private readonly statements = new StatementCache();
   private running = false;
   private failed = false;
 
@@ -248,6 +259,7 @@ class Owner {
           continue;
         }
         if (await this.settleListens()) continue;
+        if (await this.closeStatements()) continue;
         const index = this.holder ? this.work.findIndex((item) => item.session === this.holder) : 0;
         const item = index >= 0 ? this.work[index] : undefined;
         if (!item) break;
@@ -264,8 +276,8 @@ class Owner {
   private async release(session: Session): Promise<void> {
     if (this.holder === session) {
       // Its client went away inside a transaction: end any extended query, then roll back.
-      const reply = await this.execute(SYNC_MESSAGE, undefined);
-      if (reply && reply.status !== "I") await this.execute(queryMessage("ROLLBACK"), undefined);
+      const reply = await this.execute(SYNC_MESSAGE);
+      if (reply && reply.status !== "I") await this.execute(queryMessage("ROLLBACK"));
       this.setHolder(undefined);
     }
     this.post({ op: "ended", session: session.id });
@@ -280,7 +292,8 @@ class Owner {
     const channels = [...this.pendingListens].filter((channel) => !this.injected.has(channel));
     if (channels.length === 0) return false;
     const sql = channels.map((channel) => `LISTEN ${quoteIdentifier(channel)};`).join("");
-    await this.execute(queryMessage(sql), undefined);
+    const result = await this.execute(queryMessage(sql));
+    if (result) this.route(result);
     for (const channel of channels) {
       if (this.holder) {
         this.injected.add(channel);
@@ -298,24 +311,57 @@ class Owner {
   }
 
   private async run(session: Session, bytes: Uint8Array): Promise<void> {
-    const reply = await this.execute(bytes, session);
-    if (!reply) return;
-    session.status = reply.status ?? "open";
+    const idle = session.status === "I";
+    let prepared = this.statements.prepare(bytes);
+    let result = await this.execute(prepared.bytes);
+    if (!result) return;
+    if (prepared.parse === "cached" && result.errorCode && STATEMENT_GONE.has(result.errorCode)) {
+      prepared.forget?.();
+      // Outside a transaction the failed Bind changed nothing: run it again, prepared anew.
+      if (idle) {
+        this.route(result);
+        prepared = this.statements.prepare(bytes);
+        result = await this.execute(prepared.bytes);
+        if (!result) return;
+      }
+    }
+    if (prepared.parse === "new" && result.reply[0] === StatementCache.parseComplete[0]) prepared.keep?.();
+    session.status = result.status ?? "open";
     // Only the holder runs while there is one, so an idle reply always frees the backend.
     this.setHolder(session.status === "I" ? undefined : session);
+    const reply =
+      prepared.parse === "cached" ? concat([StatementCache.parseComplete, result.reply]) : result.reply;
+    // Sent (transferred) first, then its notifications: after this, `reply` is detached.
+    this.send(session, reply, true);
+    this.route(result);
+  }
+
+  /** Closes the prepared statements the cache let go, when that cannot disturb a transaction. */
+  private async closeStatements(): Promise<boolean> {
+    if (this.holder && this.holder.status !== "T") return false;
+    const request = this.statements.takeClosing();
+    if (!request) return false;
+    const result = await this.execute(request);
+    if (result) this.route(result);
+    return true;
+  }
+
+  /** Sends each notification of a reply to the sessions listening on its channel. */
+  private route(result: Executed): void {
+    for (const [channel, notification] of result.notifications) {
+      for (const listener of this.sessions.values()) {
+        if (listener.channels.has(channel)) this.send(listener, notification);
+      }
+    }
   }
 
   /**
-   * Runs request bytes on the backend; replies to `session` (the owner's own requests have
-   * none) and routes the notifications in the reply. Returns the reply's last transaction
-   * status (none in the middle of an extended query); undefined if the PGlite died.
+   * Runs request bytes on the backend. Returns the reply without its notifications (those
+   * apart, for `route`), its last transaction status (none in the middle of an extended
+   * query) and its first error's code; undefined if the PGlite died.
    */
-  private async execute(
-    bytes: Uint8Array,
-    session: Session | undefined,
-  ): Promise<{ status: TransactionStatus | undefined } | undefined> {
+  private async execute(bytes: Uint8Array): Promise<Executed | undefined> {
     const chunks: Uint8Array[] = [];
-    const pendingNotifications: [Session, Uint8Array][] = [];
     try {
       // PGlite's Node filesystem writes through at each write: there is nothing to sync.
       await this.db.execProtocolRawStream(bytes, {
@@ -329,25 +375,20 @@ class Owner {
     }
     const reply = concat(chunks);
     const found = frames(reply).frames;
-    const status = lastStatus(reply, found);
     const notifications = found.filter((frame) => frame.type === "A");
-    for (const frame of notifications) {
-      const channel = notificationChannel(reply, frame);
-      for (const listener of this.sessions.values()) {
-        if (listener.channels.has(channel))
-          pendingNotifications.push([listener, reply.slice(frame.start, frame.end)]);
-      }
-    }
-    if (session) {
-      const rest =
+    const error = found.find((frame) => frame.type === "E");
+    return {
+      reply:
         notifications.length === 0
           ? reply
-          : concat(found.filter((f) => f.type !== "A").map((f) => reply.subarray(f.start, f.end)));
-      // Sent (transferred) last: after this, `reply` is detached.
-      this.send(session, rest, true);
-    }
-    for (const [listener, notification] of pendingNotifications) this.send(listener, notification, true);
-    return { status };
+          : concat(found.filter((f) => f.type !== "A").map((f) => reply.subarray(f.start, f.end))),
+      notifications: notifications.map((frame) => [
+        notificationChannel(reply, frame),
+        reply.slice(frame.start, frame.end),
+      ]),
+      status: lastStatus(reply, found),
+      errorCode: error ? errorCode(reply, error) : undefined,
+    };
   }
 
   async close(): Promise<void> {

@@ -65,6 +65,18 @@ export function sqlOf(bytes: Uint8Array, frame: Frame): string {
   return cstring(bytes, name.next).text;
 }
 
+/** The SQLSTATE of an ErrorResponse ('E': fields of a type byte and a string, then 0). */
+export function errorCode(bytes: Uint8Array, frame: Frame): string | undefined {
+  let at = frame.start + 5;
+  while (at < frame.end && bytes[at] !== 0) {
+    const type = bytes[at]!;
+    const field = cstring(bytes, at + 1);
+    if (type === 0x43) return field.text;
+    at = field.next;
+  }
+  return undefined;
+}
+
 /** The channel of a NotificationResponse ('A': pid, channel, payload). */
 export function notificationChannel(bytes: Uint8Array, frame: Frame): string {
   return cstring(bytes, frame.start + 9).text;

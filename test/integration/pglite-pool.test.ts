@@ -217,6 +217,40 @@ describe("the embedded database in its own thread, as a pg.Pool", () => {
     }
   });
 
+  it("prepares each statement once for every client, and forgets them when the schema changes", async () => {
+    await pool.query("CREATE TABLE prepared_t (id int PRIMARY KEY, a text)");
+    await pool.query("INSERT INTO prepared_t VALUES (1, 'one'), (2, 'two')");
+    const text = "SELECT * FROM prepared_t WHERE id = $1";
+    const other = await pool.connect();
+    try {
+      for (let i = 0; i < 3; i++) {
+        expect((await pool.query(text, [1])).rows).toEqual([{ id: 1, a: "one" }]);
+        expect((await other.query(text, [2])).rows).toEqual([{ id: 2, a: "two" }]);
+      }
+      const prepared = await pool.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM pg_prepared_statements WHERE statement = $1",
+        [text],
+      );
+      expect(prepared.rows).toEqual([{ n: 1 }]);
+      // SELECT * of a prepared statement would fail with "cached plan must not change result type".
+      await other.query("ALTER TABLE prepared_t ADD COLUMN b int DEFAULT 7");
+      expect((await pool.query(text, [1])).rows).toEqual([{ id: 1, a: "one", b: 7 }]);
+      // Inside a transaction too, where a failed statement could not be run again.
+      await other.query("BEGIN");
+      await other.query("ALTER TABLE prepared_t ADD COLUMN c int DEFAULT 8");
+      expect((await other.query(text, [2])).rows).toEqual([{ id: 2, a: "two", b: 7, c: 8 }]);
+      await other.query("COMMIT");
+      await expect(pool.query("SELECT nope FROM prepared_t WHERE id = $1", [1])).rejects.toMatchObject({
+        code: "42703",
+      });
+      await expect(pool.query("SELECT nope FROM prepared_t WHERE id = $1", [1])).rejects.toMatchObject({
+        code: "42703",
+      });
+    } finally {
+      other.release();
+    }
+  });
+
   it("refuses COPY FROM STDIN with an error instead of losing the database", async () => {
     await pool.query("CREATE TABLE copied (v int)");
     await expect(pool.query("COPY copied FROM STDIN")).rejects.toMatchObject({ code: "0A000" });
