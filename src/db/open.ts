@@ -78,8 +78,10 @@ async function openEmbedded(dataDir: string): Promise<Store> {
   let thread: PGliteThread | undefined;
   try {
     const pgdata = join(dataDir, "pgdata");
-    // The thread loads PGlite while the directory is made: both take a few hundred ms.
-    const prepared = preparePGliteDataDir(pgdata, { template: usableTemplate(defaultTemplateDir()) });
+    // The thread loads PGlite while the directory is made (both take a few hundred ms): the
+    // copy, synchronous, starts only once the thread has been started.
+    const template = usableTemplate(defaultTemplateDir());
+    const prepared = Promise.resolve().then(() => preparePGliteDataDir(pgdata, { template }));
     thread = await openPGliteThread({ dataDir: pgdata }, prepared);
     const { pool, db } = overThread(thread);
     await migrateToLatest(db);
