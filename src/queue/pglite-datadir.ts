@@ -10,7 +10,7 @@
  */
 import { fork } from "node:child_process";
 import { constants, copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** A sibling module of this one, as a file path (`.ts` when the sources run directly). */
@@ -64,6 +64,7 @@ export async function preparePGliteDataDir(
   }
   const staging = `${pgdata}.new-${process.pid}`;
   rmSync(staging, { recursive: true, force: true });
+  mkdirSync(dirname(staging), { recursive: true });
   try {
     if (options.template) {
       copyTree(options.template, staging);
