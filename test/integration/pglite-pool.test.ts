@@ -51,7 +51,7 @@ describe("the embedded database in its own thread, as a pg.Pool", () => {
       client.release();
     }
     await pool.query("SET search_path TO bullmq, public");
-    const { Queue, Worker } = withBackend(createPostgresBackend);
+    const { Queue, QueueEvents, Worker } = withBackend(createPostgresBackend);
     const queue = new Queue<{ a: number }>("adapter", { connection: pool });
     const worker = new Worker<{ a: number }>("adapter", async (job) => job.data.a + 1, {
       connection: pool,
@@ -65,6 +65,20 @@ describe("the embedded database in its own thread, as a pg.Pool", () => {
     expect(await done).toBe(50);
     const job = await queue.getJob(jobs[3]!.id!);
     expect(job?.returnvalue).toBe(4);
+    // A new QueueEvents LISTENs, then hears of the job at once: not after its 10 s blocking
+    // timeout, as when its first NOTIFY was lost.
+    for (let i = 0; i < 3; i++) {
+      const events = new QueueEvents("adapter", { connection: pool });
+      try {
+        await events.waitUntilReady();
+        const started = performance.now();
+        const next = await queue.add("x", { a: 100 + i });
+        expect(await next.waitUntilFinished(events, 8_000)).toBe(101 + i);
+        expect(performance.now() - started).toBeLessThan(5_000);
+      } finally {
+        await events.close();
+      }
+    }
     await worker.close();
     await queue.close();
     await pool.query("SET search_path TO public");
