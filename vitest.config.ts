@@ -1,3 +1,4 @@
+import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
 
 export default defineConfig({
@@ -6,6 +7,8 @@ export default defineConfig({
     maxWorkers: 2,
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    // Threads and child processes the code starts from its .ts sources need a loader too.
+    execArgv: ["--import", fileURLToPath(new URL("./test/helpers/ts-register.js", import.meta.url))],
     sequence: { groupOrder: 0 },
     projects: [
       {

@@ -3,12 +3,17 @@
  * directory, with Kysely on top, migrated to the latest schema. It owns what it opens and
  * closes it; it never creates tables outside schema `lovage`.
  */
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { PGlite } from "@electric-sql/pglite";
-import { Kysely, Migrator, PostgresDialect, type Migration } from "kysely";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { Kysely, Migrator, PostgresDialect, sql, type Migration } from "kysely";
 import pg from "pg";
-import { PGlitePool, pgCompatibleParsers } from "../queue/pglite-pool.js";
+import { openBroker } from "../queue/connection.js";
+import { preparePGliteDataDir } from "../queue/pglite-datadir.js";
+import { PGlitePool } from "../queue/pglite-pool.js";
+import { openPGliteThread, type PGliteThread } from "../queue/pglite-thread.js";
 import * as m0001 from "./migrations/0001-init.js";
 import * as m0002 from "./migrations/0002-workers.js";
 import * as m0003 from "./migrations/0003-counts.js";
@@ -72,18 +77,24 @@ async function openPostgres(connectionString: string): Promise<Store> {
 
 /**
  * PGlite keeps its files in `<dataDir>/pgdata`. Two processes on one directory would corrupt
- * it, so a pid file refuses a second one while the first is alive.
+ * it, so a pid file refuses a second one while the first is alive. A new directory is a copy
+ * of the build's template (or made by initdb in a child process), never initdb'd here; the
+ * database then runs in its own thread (`queue/pglite-thread.ts`).
  */
 async function openEmbedded(dataDir: string): Promise<Store> {
   mkdirSync(dataDir, { recursive: true });
   const releaseLock = lockDataDir(dataDir);
-  let pglite: PGlite | undefined;
+  let thread: PGliteThread | undefined;
   try {
-    pglite = await PGlite.create(join(dataDir, "pgdata"), { parsers: pgCompatibleParsers });
-    const pool = new PGlitePool(pglite);
-    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: pool as unknown as pg.Pool }) });
+    const pgdata = join(dataDir, "pgdata");
+    // The thread loads PGlite while the directory is made (both take a few hundred ms): the
+    // copy, synchronous, starts only once the thread has been started.
+    const template = usableTemplate(defaultTemplateDir());
+    const prepared = Promise.resolve().then(() => preparePGliteDataDir(pgdata, { template }));
+    thread = await openPGliteThread({ dataDir: pgdata }, prepared);
+    const { pool, db } = overThread(thread);
     await migrateToLatest(db);
-    const opened = pglite;
+    const opened = thread;
     return {
       kind: "embedded",
       db,
@@ -92,16 +103,127 @@ async function openEmbedded(dataDir: string): Promise<Store> {
         await pool.query("SELECT 1");
       },
       close: async () => {
-        await db.destroy();
+        // pg's end() waits for every checked-out client: one never released (a BullMQ worker
+        // left open) must not keep the process from stopping; closing the thread ends it.
+        await Promise.race([db.destroy(), delay(5_000, undefined, { ref: false })]);
         await opened.close();
         releaseLock();
       },
     };
   } catch (error) {
-    await pglite?.close().catch(() => undefined);
+    await thread?.close().catch(() => undefined);
     releaseLock();
     throw error;
   }
+}
+
+function overThread(thread: PGliteThread): { pool: PGlitePool; db: Kysely<Database> } {
+  const pool = new PGlitePool(thread);
+  // An idle client's error (the database thread died) must not crash the process: every
+  // query then fails with the reason, and /readyz reports the database down.
+  pool.on("error", () => undefined);
+  return { pool, db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }) };
+}
+
+/**
+ * What an embedded data directory template was made by: a data directory is only as good as
+ * the PGlite that reads it, and a template is only worth copying if it saves the migrations.
+ */
+interface TemplateManifest {
+  pglite: string;
+  bullmq: string;
+  migrations: string[];
+}
+
+const MANIFEST_FILE = "manifest.json";
+
+function packageVersion(name: string): string {
+  // Neither exports its package.json: find it from the entry point.
+  let dir = dirname(createRequire(import.meta.url).resolve(name));
+  for (;;) {
+    const file = join(dir, "package.json");
+    if (existsSync(file)) {
+      const manifest = JSON.parse(readFileSync(file, "utf8")) as { name?: string; version: string };
+      if (manifest.name === name) return manifest.version;
+    }
+    if (dirname(dir) === dir) throw new Error(`no package.json found for ${name}`);
+    dir = dirname(dir);
+  }
+}
+
+function currentManifest(): TemplateManifest {
+  return {
+    pglite: packageVersion("@electric-sql/pglite"),
+    bullmq: packageVersion("bullmq"),
+    migrations: Object.keys(MIGRATIONS),
+  };
+}
+
+/** `<package root>/dist/pglite-template`, whether this runs from dist/ or from the sources. */
+export function defaultTemplateDir(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, "package.json")) && dirname(dir) !== dir) dir = dirname(dir);
+  return join(dir, "dist", "pglite-template");
+}
+
+/**
+ * The template's data directory if a new one can start from it: made by this PGlite and
+ * BullMQ, with no migration this code does not know (the newer ones run at start). Else none:
+ * initdb then runs in a child process, which takes seconds longer.
+ */
+export function usableTemplate(templateDir: string): string | undefined {
+  try {
+    const made = JSON.parse(readFileSync(join(templateDir, MANIFEST_FILE), "utf8")) as TemplateManifest;
+    const now = currentManifest();
+    const pgdata = join(templateDir, "pgdata");
+    const usable =
+      made.pglite === now.pglite &&
+      made.bullmq === now.bullmq &&
+      made.migrations.every((name) => now.migrations.includes(name)) &&
+      existsSync(join(pgdata, "PG_VERSION"));
+    return usable ? pgdata : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Makes the template a first start copies (`npm run build` runs this, in its own process): a
+ * data directory fresh from initdb with the store's and BullMQ's migrations applied, so that
+ * a first start neither runs initdb nor migrates from nothing. Returns false if the template
+ * there is already current.
+ */
+export async function buildEmbeddedTemplate(templateDir: string): Promise<boolean> {
+  const manifest = currentManifest();
+  try {
+    const made = readFileSync(join(templateDir, MANIFEST_FILE), "utf8");
+    if (made === JSON.stringify(manifest) && usableTemplate(templateDir)) return false;
+  } catch {
+    // No template yet.
+  }
+  const staging = `${templateDir}.new-${process.pid}`;
+  rmSync(staging, { recursive: true, force: true });
+  try {
+    const pgdata = join(staging, "pgdata");
+    await preparePGliteDataDir(pgdata);
+    const thread = await openPGliteThread({ dataDir: pgdata });
+    try {
+      const { pool, db } = overThread(thread);
+      await migrateToLatest(db);
+      const broker = await openBroker({ kind: "embedded", pool });
+      await broker.close();
+      await db.destroy();
+    } finally {
+      await thread.close();
+    }
+    writeFileSync(join(staging, MANIFEST_FILE), JSON.stringify(manifest));
+    rmSync(templateDir, { recursive: true, force: true });
+    renameSync(staging, templateDir);
+  } catch (error) {
+    rmSync(staging, { recursive: true, force: true });
+    throw error;
+  }
+  return true;
 }
 
 function lockDataDir(dataDir: string): () => void {
@@ -132,6 +254,9 @@ function isAlive(pid: number): boolean {
 
 /** Applies pending migrations; Kysely holds an advisory lock, so concurrent starters run them once. */
 export async function migrateToLatest(db: Kysely<Database>): Promise<void> {
+  // Kysely's migrator first introspects the whole catalog for its two tables (0.3 s of a
+  // start on PGlite): a database with exactly the known migrations needs none of that.
+  if (await hasExactlyTheMigrations(db)) return;
   const migrator = new Migrator({
     db,
     provider: { getMigrations: async () => MIGRATIONS },
@@ -142,4 +267,15 @@ export async function migrateToLatest(db: Kysely<Database>): Promise<void> {
     const failed = results?.find((result) => result.status === "Error");
     throw new Error(`database migration ${failed?.migrationName ?? ""} failed`, { cause: error });
   }
+}
+
+/** True if every migration here is applied and none unknown here is (the migrator reports those). */
+async function hasExactlyTheMigrations(db: Kysely<Database>): Promise<boolean> {
+  const table = await sql<{ present: boolean }>`
+    SELECT to_regclass('lovage.kysely_migration') IS NOT NULL AS present`.execute(db);
+  if (!table.rows[0]?.present) return false;
+  const { rows } = await sql<{ name: string }>`SELECT name FROM lovage.kysely_migration`.execute(db);
+  const applied = new Set(rows.map((row) => row.name));
+  const known = Object.keys(MIGRATIONS);
+  return applied.size === known.length && known.every((name) => applied.has(name));
 }

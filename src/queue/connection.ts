@@ -18,7 +18,7 @@ import {
 } from "bullmq";
 import { Redis, type RedisOptions } from "ioredis";
 import pg from "pg";
-import type { PGlitePool, PGlitePoolClient } from "./pglite-pool.js";
+import type { PGlitePool } from "./pglite-pool.js";
 
 export type BrokerKind = "redis" | "postgres" | "embedded";
 
@@ -50,9 +50,8 @@ export interface Broker {
 export const BULLMQ_SCHEMA = "bullmq";
 
 /** Runs BullMQ's PostgreSQL migrations once, under its advisory lock, on one dedicated session. */
-async function migrate(client: pg.Client | PGlitePoolClient) {
-  // Both have node-postgres's query(text, params) shape; BullMQ's typing asks for a generic one.
-  await runMigrations(client as unknown as Parameters<typeof runMigrations>[0], BULLMQ_SCHEMA);
+async function migrate(client: pg.ClientBase) {
+  await runMigrations(client, BULLMQ_SCHEMA);
 }
 
 export function redisOptionsFromUrl(url: string): RedisOptions {
