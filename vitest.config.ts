@@ -27,6 +27,17 @@ export default defineConfig({
         extends: true,
         test: { name: "e2e", include: ["test/e2e/**/*.test.ts"], sequence: { groupOrder: 2 } },
       },
+      {
+        // Tests that assert a time (healthz within 3 s, event-loop delay): last, one file at a
+        // time, with nothing else of the suite sharing the two cores.
+        extends: true,
+        test: {
+          name: "timing",
+          include: ["test/timing/**/*.test.ts"],
+          sequence: { groupOrder: 3 },
+          fileParallelism: false,
+        },
+      },
     ],
   },
 });

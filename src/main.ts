@@ -329,8 +329,9 @@ export async function startLovage(
     const broker = await openBrokerFor(config, store);
     opened.push(broker);
     const parts = { store, broker, userTasks: await loadTasks(config.taskModules), logger };
-    const worker = roles.worker ? await startWorkerRole(config, parts, opened) : undefined;
+    // The API first: it answers /healthz while the worker starts (jobs it enqueues meanwhile wait).
     const api = roles.api ? await startApiRole(config, parts, opened) : undefined;
+    const worker = roles.worker ? await startWorkerRole(config, parts, opened) : undefined;
     return {
       url: api?.url,
       generatedAdminPassword: api?.generatedAdminPassword,
