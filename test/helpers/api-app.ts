@@ -14,7 +14,7 @@ import { openDatabase, type Store } from "../../src/db/open.js";
 import { createUserIfMissing } from "../../src/db/users.js";
 import { openBroker } from "../../src/queue/connection.js";
 import { createProducer } from "../../src/queue/producer.js";
-import { TaskRegistry } from "../../src/queue/task.js";
+import { TaskRegistry, type AnyTask } from "../../src/queue/task.js";
 
 export const PASSWORD = "integration-password-1";
 export const SMALL_BODY_BYTES = 2048;
@@ -122,4 +122,41 @@ export async function multipart(parts: Part[]): Promise<Pick<InjectOptions, "pay
     payload: Buffer.from(await encoded.arrayBuffer()),
     headers: { "content-type": encoded.headers.get("content-type")! },
   };
+}
+
+/**
+ * The HTTP API in-process on a backend a suite already opened, with the tasks it may send and
+ * a signed-in admin: for the suites that run on every backend (tasks, schedules).
+ */
+export async function openSignedInApp(
+  backend: { store: Store; broker: AppDeps["broker"] },
+  producer: AppDeps["producer"],
+  tasks: AnyTask[],
+): Promise<{
+  app: FastifyInstance;
+  token: string;
+  call: (options: InjectOptions) => Promise<LightMyRequestResponse>;
+}> {
+  await createUserIfMissing(backend.store.db, "admin", PASSWORD);
+  const app = await buildApp({
+    db: backend.store.db,
+    broker: backend.broker,
+    producer,
+    registry: new TaskRegistry().register(...tasks),
+    jwtSecret: "a-test-secret-of-at-least-32-characters-long",
+    maxBodyBytes: 1024 * 1024,
+    maxUploadBytes: 1024 * 1024,
+    defaultFrom: "Lovage <no-reply@lovage.test>",
+    catcherEnabled: true,
+    ping: { database: backend.store.ping, broker: backend.broker.ping },
+  });
+  const login = await app.inject({
+    method: "POST",
+    url: "/api/auth/login",
+    payload: { username: "admin", password: PASSWORD },
+  });
+  const token = login.json<{ token: string }>().token;
+  const call = (options: InjectOptions) =>
+    app.inject({ ...options, headers: { authorization: `Bearer ${token}`, ...options.headers } });
+  return { app, token, call };
 }

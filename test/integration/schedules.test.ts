@@ -3,20 +3,18 @@
  * number of workers and of processes applying the schedules, next and last run, disable (kept
  * in the store), enable, run now, delete, schedules declared in code, and the same over HTTP.
  */
-import type { FastifyInstance, InjectOptions } from "fastify";
+import type { FastifyInstance } from "fastify";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { buildApp } from "../../src/api/app.js";
 import { createScheduleStore } from "../../src/db/schedules.js";
-import { createUserIfMissing } from "../../src/db/users.js";
 import { createProducer, type Producer } from "../../src/queue/producer.js";
 import { createSchedules, type ScheduleView, type Schedules } from "../../src/queue/schedules.js";
 import { defineTask, TaskRegistry, type AnyTask } from "../../src/queue/task.js";
 import { startWorker, type RunningWorker } from "../../src/queue/worker.js";
 import { BACKENDS, openBackend, uniqueQueue, type Backend } from "../helpers/backends.js";
+import { openSignedInApp } from "../helpers/api-app.js";
 import { waitFor } from "../helpers/lovage-process.js";
 
 const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
-const PASSWORD = "schedules-test-password-1";
 
 describe.each(BACKENDS)("schedules on %s", (backendName) => {
   let backend: Backend;
@@ -189,37 +187,17 @@ describe.each(BACKENDS)("schedules on %s", (backendName) => {
 
   describe("over HTTP", () => {
     let app: FastifyInstance;
-    let token: string;
     const ping = defineTask("ping", { queue: uniqueQueue("http"), handler: () => "pong" });
 
+    let call: Awaited<ReturnType<typeof openSignedInApp>>["call"];
+
     beforeAll(async () => {
-      await createUserIfMissing(backend.store.db, "admin", PASSWORD);
-      app = await buildApp({
-        db: backend.store.db,
-        broker: backend.broker,
-        producer,
-        registry: new TaskRegistry().register(ping),
-        jwtSecret: "a-schedules-test-secret-of-at-least-32-chars",
-        maxBodyBytes: 1024 * 1024,
-        maxUploadBytes: 1024 * 1024,
-        defaultFrom: "Lovage <no-reply@lovage.test>",
-        catcherEnabled: true,
-        ping: { database: backend.store.ping, broker: backend.broker.ping },
-      });
-      const login = await app.inject({
-        method: "POST",
-        url: "/api/auth/login",
-        payload: { username: "admin", password: PASSWORD },
-      });
-      token = login.json<{ token: string }>().token;
+      ({ app, call } = await openSignedInApp(backend, producer, [ping]));
     });
 
     afterAll(async () => {
       await app?.close();
     });
-
-    const call = (options: InjectOptions) =>
-      app.inject({ ...options, headers: { authorization: `Bearer ${token}`, ...options.headers } });
 
     it("creates, lists, disables, enables, runs now and deletes a schedule", async () => {
       const id = `ping-${ping.queue}`;

@@ -4,18 +4,16 @@
  * backend (embedded PGlite, Redis + PostgreSQL, PostgreSQL alone), with a queue of its own.
  */
 import { execFile } from "node:child_process";
-import type { FastifyInstance, InjectOptions } from "fastify";
+import type { FastifyInstance } from "fastify";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { buildApp } from "../../src/api/app.js";
-import { createUserIfMissing } from "../../src/db/users.js";
 import { createProducer, type JobDetail, type JobInfo, type Producer } from "../../src/queue/producer.js";
 import { defineTask, TaskRegistry, type AnyTask } from "../../src/queue/task.js";
 import { startWorker, type RunningWorker } from "../../src/queue/worker.js";
 import { BACKENDS, openBackend, uniqueQueue, type Backend } from "../helpers/backends.js";
+import { openSignedInApp } from "../helpers/api-app.js";
 import { CLI, waitFor } from "../helpers/lovage-process.js";
 
 const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
-const PASSWORD = "tasks-test-password-1";
 
 describe.each(BACKENDS)("tasks on %s", (backendName) => {
   let backend: Backend;
@@ -205,34 +203,15 @@ describe.each(BACKENDS)("tasks on %s", (backendName) => {
         new Promise((resolve) => context.signal.addEventListener("abort", resolve)),
     });
 
+    let call: Awaited<ReturnType<typeof openSignedInApp>>["call"];
+
     beforeAll(async () => {
-      await createUserIfMissing(backend.store.db, "admin", PASSWORD);
-      app = await buildApp({
-        db: backend.store.db,
-        broker: backend.broker,
-        producer,
-        registry: new TaskRegistry().register(echo, sleepy),
-        jwtSecret: "a-tasks-test-secret-of-at-least-32-characters",
-        maxBodyBytes: 1024 * 1024,
-        maxUploadBytes: 1024 * 1024,
-        defaultFrom: "Lovage <no-reply@lovage.test>",
-        catcherEnabled: true,
-        ping: { database: backend.store.ping, broker: backend.broker.ping },
-      });
-      const login = await app.inject({
-        method: "POST",
-        url: "/api/auth/login",
-        payload: { username: "admin", password: PASSWORD },
-      });
-      token = login.json<{ token: string }>().token;
+      ({ app, token, call } = await openSignedInApp(backend, producer, [echo, sleepy]));
     });
 
     afterAll(async () => {
       await app?.close();
     });
-
-    const call = (options: InjectOptions) =>
-      app.inject({ ...options, headers: { authorization: `Bearer ${token}`, ...options.headers } });
 
     it("sends to another queue, lists, shows, cancels and retries", async () => {
       const otherQueue = uniqueQueue("other");
