@@ -27,6 +27,8 @@ export interface Config {
   readonly catcherPort: number;
   /** `LOVAGE_JWT_SECRET`: unset means one generated once and kept in the database. */
   readonly jwtSecret: string | undefined;
+  /** `LOVAGE_TOKEN_TTL_MS`, default 43200000 (12 h): how long a sign-in token is valid. */
+  readonly tokenTtlMs: number;
   /** `LOVAGE_ADMIN_PASSWORD`: unset means generated and printed once on first start. */
   readonly adminPassword: string | undefined;
   /** `LOVAGE_TASKS`: comma-separated module paths whose exported tasks are registered; default: the bundled `add` example. */
@@ -138,6 +140,7 @@ export function loadConfig(env: Env): Config {
     port: integer("PORT", 5000, 0, 65535),
     catcherPort: integer("LOVAGE_CATCHER_PORT", 2525, 0, 65535),
     jwtSecret,
+    tokenTtlMs: integer("LOVAGE_TOKEN_TTL_MS", 12 * 60 * 60 * 1000, 60_000, 366 * 24 * 60 * 60 * 1000),
     adminPassword,
     taskModules: list("LOVAGE_TASKS") ?? DEFAULT_TASK_MODULES,
     concurrency: integer("LOVAGE_CONCURRENCY", 20, 1, 1000),

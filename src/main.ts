@@ -256,7 +256,7 @@ async function startApiRole(
     (await getOrCreateSetting(store.db, "jwt_secret", () => randomBytes(48).toString("base64url")));
   let generatedAdminPassword: string | undefined;
   if (config.adminPassword) {
-    await upsertUser(store.db, ADMIN_USER, config.adminPassword);
+    await upsertUser(store.db, ADMIN_USER, config.adminPassword, "admin");
   } else {
     const candidate = randomBytes(12).toString("base64url");
     if (await createUserIfMissing(store.db, ADMIN_USER, candidate)) generatedAdminPassword = candidate;
@@ -277,6 +277,7 @@ async function startApiRole(
     registry: parts.userTasks,
     dispatcher,
     jwtSecret,
+    tokenTtlMs: config.tokenTtlMs,
     maxBodyBytes: config.maxBodyBytes,
     maxUploadBytes: config.maxUploadBytes,
     defaultFrom: DEFAULT_FROM,

@@ -7,13 +7,14 @@
  * declares nothing, or something this module does not know, stops the server at start-up.
  */
 import type { FastifyInstance, FastifyRequest, RouteOptions } from "fastify";
+import { ROLES, type Role } from "../db/schema.js";
 import { ApiError } from "./errors.js";
 
 /**
  * - `"public"`: anyone, without a token.
- * - `"signed-in"`: a valid bearer token in the `Authorization` header.
- * - `{ signedIn: true, … }`: signed in, with conditions. The roles of the monitor issue will be
- *   one more condition here (`roles: ["admin", "sender"]`).
+ * - `"signed-in"`: a valid bearer token in the `Authorization` header, of a user whose role may
+ *   use the method: any role may read (GET, HEAD), a `viewer` may change nothing.
+ * - `{ signedIn: true, … }`: signed in, with conditions.
  */
 export type Access = "public" | "signed-in" | SignedIn;
 
@@ -21,15 +22,45 @@ export interface SignedIn {
   signedIn: true;
   /** The token may also come as `?token=`: an EventSource or an iframe cannot send headers. */
   tokenInQuery?: boolean;
+  /** The least role that may call the route, instead of the one its method implies. */
+  role?: Role;
+}
+
+/** Who made a request, read from the store on each request so that revocation is immediate. */
+export interface Caller {
+  id: number;
+  username: string;
+  role: Role;
+}
+
+/** What the access check needs from the users' store. */
+export interface TokenHolders {
+  /** The user a token names, or undefined if it was deleted or its tokens were revoked since. */
+  holder(userId: number, tokenGeneration: number): Promise<Caller | undefined>;
+}
+
+/** The claims of a Lovage token. */
+export interface TokenClaims {
+  sub: string;
+  uid: number;
+  gen: number;
 }
 
 declare module "fastify" {
   interface FastifyContextConfig {
     access?: Access;
   }
+  interface FastifyRequest {
+    /** Set by the access check on every signed-in route. */
+    caller?: Caller;
+  }
 }
 
-const SIGNED_IN_KEYS = new Set<string>(["signedIn", "tokenInQuery"]);
+const SIGNED_IN_KEYS = new Set<string>(["signedIn", "tokenInQuery", "role"]);
+const READ_METHODS = new Set(["GET", "HEAD"]);
+
+/** Higher is more: admin 2, sender 1, viewer 0. */
+const rank = (role: Role) => ROLES.length - 1 - ROLES.indexOf(role);
 
 function isAccess(value: unknown): value is Access {
   if (value === "public" || value === "signed-in") return true;
@@ -38,7 +69,19 @@ function isAccess(value: unknown): value is Access {
   return (
     object.signedIn === true &&
     Object.keys(object).every((key) => SIGNED_IN_KEYS.has(key)) &&
-    (object.tokenInQuery === undefined || typeof object.tokenInQuery === "boolean")
+    (object.tokenInQuery === undefined || typeof object.tokenInQuery === "boolean") &&
+    (object.role === undefined || (ROLES as readonly unknown[]).includes(object.role))
+  );
+}
+
+function isClaims(value: unknown): value is TokenClaims {
+  const claims = value as Partial<TokenClaims> | null;
+  return (
+    typeof claims === "object" &&
+    claims !== null &&
+    typeof claims.sub === "string" &&
+    Number.isInteger(claims.uid) &&
+    Number.isInteger(claims.gen)
   );
 }
 
@@ -57,7 +100,7 @@ export function declareScopeAccess(scope: FastifyInstance, access: "public" | "s
  * Makes every route declare its access, and checks it on each request. Call it on the root
  * instance before any route is registered: routes added before it are not checked.
  */
-export function enforceAccess(app: FastifyInstance): void {
+export function enforceAccess(app: FastifyInstance, users: TokenHolders): void {
   app.addHook("onRoute", function (this: FastifyInstance, route: RouteOptions) {
     const declared: unknown =
       route.config && "access" in route.config
@@ -68,7 +111,7 @@ export function enforceAccess(app: FastifyInstance): void {
       throw new Error(`${where} declares no access: give it config: { access: "public" | "signed-in" }`);
     if (!isAccess(declared))
       throw new Error(
-        `${where}: access must be "public", "signed-in" or { signedIn: true, tokenInQuery?: boolean }, got ${JSON.stringify(declared)}`,
+        `${where}: access must be "public", "signed-in" or { signedIn: true, tokenInQuery?: boolean, role?: ${ROLES.join(" | ")} }, got ${JSON.stringify(declared)}`,
       );
     route.config = { ...route.config, access: declared };
     // The OpenAPI document requires the bearer token everywhere unless a route says otherwise.
@@ -83,12 +126,33 @@ export function enforceAccess(app: FastifyInstance): void {
     // Undeclared cannot pass onRoute; were it to happen, it would need a token, as signed-in.
     const queryToken =
       typeof access === "object" && access.tokenInQuery ? tokenFromQuery(request) : undefined;
+    let claims: unknown;
     try {
-      if (queryToken !== undefined) app.jwt.verify(queryToken);
-      else await request.jwtVerify();
+      claims = queryToken !== undefined ? app.jwt.verify(queryToken) : await request.jwtVerify();
     } catch {
       throw new ApiError("unauthorized", "a valid bearer token is required: POST /api/auth/login first");
     }
+    // A token signed before roles (no uid) is refused like a revoked one: sign in again.
+    const caller = isClaims(claims) ? await users.holder(claims.uid, claims.gen) : undefined;
+    if (!caller) {
+      throw new ApiError(
+        "unauthorized",
+        "this token was revoked (signed out, password changed or user deleted): POST /api/auth/login again",
+      );
+    }
+    const needed: Role =
+      (typeof access === "object" ? access.role : undefined) ??
+      (READ_METHODS.has(request.method) ? "viewer" : "sender");
+    if (rank(caller.role) < rank(needed)) {
+      const allowed = ROLES.filter((role) => rank(role) >= rank(needed))
+        .reverse()
+        .join(" or ");
+      throw new ApiError(
+        "forbidden",
+        `${request.method} ${request.routeOptions.url ?? request.url} needs the role ${allowed}; ${caller.username} is ${caller.role}`,
+      );
+    }
+    request.caller = caller;
   });
 }
 

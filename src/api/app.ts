@@ -16,6 +16,7 @@ import type { Database } from "../db/schema.js";
 import type { Broker } from "../queue/connection.js";
 import type { Producer } from "../queue/producer.js";
 import type { TaskRegistry } from "../queue/task.js";
+import { findTokenHolder } from "../db/users.js";
 import { declareScopeAccess, enforceAccess } from "./access.js";
 import { answerFrameworkError, registerErrorHandler } from "./errors.js";
 import { buildValidator, registerInputChecks } from "./input.js";
@@ -26,6 +27,7 @@ import { healthRoutes } from "./routes/health.js";
 import { messageRoutes } from "./routes/messages.js";
 import { scheduleRoutes } from "./routes/schedules.js";
 import { taskRoutes } from "./routes/tasks.js";
+import { userRoutes } from "./routes/users.js";
 import { DOCS_CSP, registerSecurityHeaders } from "./security-headers.js";
 
 export interface AppDeps {
@@ -37,6 +39,8 @@ export interface AppDeps {
   /** Woken when a campaign is created or resumed; absent in a process that does not dispatch. */
   dispatcher?: { wake(): void };
   jwtSecret: string;
+  /** How long a token is valid; default 12 h. Signing out or a new password revokes it sooner. */
+  tokenTtlMs?: number;
   maxBodyBytes: number;
   maxUploadBytes: number;
   defaultFrom: string;
@@ -68,7 +72,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // Helmet's hook before the access check's, so that a 401 carries the headers too; the
   // access check before any route, so that every route is declared.
   await registerSecurityHeaders(app);
-  enforceAccess(app);
+  enforceAccess(app, { holder: (id, generation) => findTokenHolder(deps.db, id, generation) });
   registerInputChecks(app);
 
   await app.register(fastifySwagger, {
@@ -100,6 +104,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   await app.register(async (api) => {
     await authRoutes(api, deps);
+    await userRoutes(api, deps);
     await campaignRoutes(api, deps);
     await taskRoutes(api, deps);
     await scheduleRoutes(api, deps);

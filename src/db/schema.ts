@@ -3,6 +3,10 @@ import type { ColumnType, Generated } from "kysely";
 
 type CreatedAt = ColumnType<Date, Date | undefined, Date>;
 
+/** What a user may do, most to least: admin (everything, users), sender (campaigns, tasks), viewer (read only). */
+export const ROLES = Object.freeze(["admin", "sender", "viewer"] as const);
+export type Role = (typeof ROLES)[number];
+
 export interface SettingsTable {
   key: string;
   value: string;
@@ -12,6 +16,8 @@ export interface UsersTable {
   id: Generated<number>;
   username: string;
   password_hash: string;
+  role: Role;
+  token_generation: Generated<number>;
   created_at: CreatedAt;
 }
 

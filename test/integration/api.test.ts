@@ -176,7 +176,7 @@ describe("the HTTP API", () => {
       });
       expect(response.statusCode).toBe(200);
       const body = response.json<{ token: string }>();
-      expect(Object.keys(body)).toEqual(["token"]);
+      expect(Object.keys(body).sort()).toEqual(["expiresInSeconds", "role", "token"]);
       expect(body.token).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
     });
 

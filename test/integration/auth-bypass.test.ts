@@ -207,6 +207,7 @@ describe("authorization by the matched route", () => {
       "/api/schedules/{id}": "fixture",
       "/api/tasks/{id}": job.id,
       "/api/tasks/{name}": "add",
+      "/api/users/{id}": "1",
     };
 
     const document = app.swagger() as {
@@ -317,7 +318,11 @@ describe("authorization by the matched route", () => {
   it("answers each route's own path when signed in, so the values below reach the handler", async () => {
     const unreached: string[] = [];
     // HEAD on the events stream is left out: its head is never flushed, as nothing is written.
-    for (const operation of operations.filter((o) => !o.public && o.method !== "HEAD")) {
+    // Signing out is left out: it would revoke the token the other tests use (roles.test.ts).
+    const reachable = operations.filter(
+      (o) => !o.public && o.method !== "HEAD" && o.template !== "/api/auth/logout",
+    );
+    for (const operation of reachable) {
       const answer = await wire(operation.method, operation.path, bodyFor(operation), {
         authorization: `Bearer ${token}`,
       });

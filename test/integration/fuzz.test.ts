@@ -500,7 +500,17 @@ describe("fuzzing every route of the OpenAPI document", () => {
   beforeAll(async () => {
     api = await openTestApi();
     await api.app.ready();
-    operations = operationsOf(api.app.swagger() as { paths: Record<string, Record<string, unknown>> });
+    // Routes that can revoke or delete the fuzzer's own account would leave the rest unreached;
+    // roles.test.ts sends them bad input instead.
+    const revoking = new Set([
+      "POST /api/auth/logout",
+      "POST /api/auth/password",
+      "PATCH /api/users/{id}",
+      "DELETE /api/users/{id}",
+    ]);
+    operations = operationsOf(api.app.swagger() as { paths: Record<string, Record<string, unknown>> }).filter(
+      (o) => !revoking.has(`${o.method} ${o.path}`),
+    );
     // Something for the id-taking routes to find.
     const created = await api.call({
       method: "POST",

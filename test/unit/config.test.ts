@@ -26,6 +26,7 @@ describe("loadConfig", () => {
       port: 5000,
       catcherPort: 2525,
       jwtSecret: undefined,
+      tokenTtlMs: 43_200_000,
       adminPassword: undefined,
       taskModules: ["lovage:examples/add/tasks.js"],
       concurrency: 20,

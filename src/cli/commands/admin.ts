@@ -1,5 +1,6 @@
 /** `lovage migrate` and `lovage user`: run against the database directly, not over HTTP. */
 import type { Config } from "../../config.js";
+import { ROLES, type Role } from "../../db/schema.js";
 import { removeAdminPasswordFile } from "../admin-password-file.js";
 import { UsageError, configFrom, parse, type Command } from "../shared.js";
 
@@ -39,12 +40,19 @@ from several hosts at once: an advisory lock lets one of them do it. Every start
 
 export const user: Command = {
   name: "user",
-  summary: "Create a user or change its password",
-  help: `Usage: lovage user NAME --password PASSWORD
+  summary: "Create a user or change its password and role",
+  help: `Usage: lovage user NAME --password PASSWORD [--role admin|sender|viewer]
 
-Creates the user NAME for the API and dashboard, or sets its password if it exists.`,
+Creates the user NAME for the API and dashboard, or sets its password (signing it out
+everywhere) if it exists. A new user needs --role; an existing one keeps its role unless
+--role is given. Roles: admin (everything, users), sender (campaigns, tasks), viewer (read
+only). While Lovage runs, admins can do the same from the dashboard or /api/users.`,
   async run(args, env) {
-    const { values, positionals } = parse(args, { password: { type: "string" } }, true);
+    const { values, positionals } = parse(
+      args,
+      { password: { type: "string" }, role: { type: "string" } },
+      true,
+    );
     if (values.help) {
       console.log(this.help);
       return 0;
@@ -53,11 +61,18 @@ Creates the user NAME for the API and dashboard, or sets its password if it exis
     if (!name) throw new UsageError("which user? lovage user NAME --password PASSWORD");
     if (!values.password || values.password.length < 8)
       throw new UsageError("--password of at least 8 characters is required");
+    const role = values.role;
+    if (role !== undefined && !isRole(role))
+      throw new UsageError(`--role: expected one of ${ROLES.join(", ")}, got "${role}"`);
     const config = configFrom(env);
-    const { upsertUser } = await import("../../db/users.js");
+    const { findUserForLogin, upsertUser } = await import("../../db/users.js");
     const store = await openConfiguredStore(config);
     try {
-      await upsertUser(store.db, name, values.password);
+      const existing = await findUserForLogin(store.db, name);
+      const chosen = role ?? existing?.user.role;
+      if (chosen === undefined)
+        throw new UsageError(`${name} is a new user: give it --role (${ROLES.join(", ")})`);
+      await upsertUser(store.db, name, values.password, chosen);
     } finally {
       await store.close();
     }
@@ -67,3 +82,7 @@ Creates the user NAME for the API and dashboard, or sets its password if it exis
     return 0;
   },
 };
+
+function isRole(value: string): value is Role {
+  return (ROLES as readonly string[]).includes(value);
+}
