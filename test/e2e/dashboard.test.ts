@@ -228,6 +228,43 @@ describe("the dashboard", () => {
     expect(await page.getByTestId("task-result").textContent()).toBe("30");
   }, 60_000);
 
+  it("lets an admin add a viewer, who sees no Users tab and is refused a change", async () => {
+    await page.getByTestId("nav-users").click();
+    await page.getByTestId("user-name").fill("dash-viewer");
+    await page.getByTestId("user-password").fill("dash-viewer-pw");
+    await page.getByTestId("user-role").selectOption("viewer");
+    await page.getByTestId("user-add").click();
+    await page.getByTestId("user-dash-viewer").waitFor();
+    expect(await page.getByTestId("whoami").textContent()).toBe("admin · admin");
+
+    const viewer = await browser.newPage({ viewport: { width: 375, height: 800 } });
+    try {
+      await viewer.goto(new URL("/", server.url).href);
+      await viewer.getByTestId("login-username").fill("dash-viewer");
+      await viewer.getByTestId("login-password").fill("dash-viewer-pw");
+      await viewer.getByTestId("login-submit").click();
+      await waitFor(() => viewer.getByTestId("whoami").textContent()).toBe("dash-viewer · viewer");
+      expect(await viewer.getByTestId("nav-users").count()).toBe(0);
+      await viewer.getByTestId("nav-tasks").click();
+      await viewer.getByTestId("task-name").fill("add");
+      await viewer.getByTestId("task-input").fill('{"a":1,"b":2}');
+      await viewer.getByTestId("task-submit").click();
+      await waitFor(() => viewer.getByTestId("task-error").textContent()).toContain(
+        "needs the role sender or admin; dash-viewer is viewer",
+      );
+      // Signing out revokes the token on the server: reusing it is refused.
+      const token = await viewer.evaluate<string>('localStorage.getItem("lovage.token")');
+      await viewer.getByTestId("logout").click();
+      await viewer.getByTestId("login-form").waitFor();
+      const reused = await fetch(new URL("/api/campaigns", server.url), {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      expect(reused.status).toBe(401);
+    } finally {
+      await viewer.close();
+    }
+  }, 60_000);
+
   it("goes back to the sign-in form when the server rejects the stored token", async () => {
     await page.evaluate('localStorage.setItem("lovage.token", "not-a-valid-token")');
     await page.goto(new URL("/#/campaigns", server.url).href);

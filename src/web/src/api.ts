@@ -194,9 +194,45 @@ export async function login(username: string, password: string): Promise<void> {
   localStorage.setItem(TOKEN_KEY, token);
 }
 
-export function logout(): void {
+/** Signs out on the server too, which revokes every token of this user, then forgets it here. */
+export async function logout(): Promise<void> {
+  try {
+    if (getToken()) await send("POST", "/api/auth/logout");
+  } catch {
+    // A token already refused or a server out of reach: forgetting it here is all that is left.
+  }
   clearToken();
   unauthorizedHandler();
+}
+
+export const ROLES = Object.freeze(["admin", "sender", "viewer"] as const);
+export type Role = (typeof ROLES)[number];
+
+export interface User {
+  id: number;
+  username: string;
+  role: Role;
+  createdAt: string;
+}
+
+export async function getMe(): Promise<Omit<User, "createdAt">> {
+  return json("GET", "/api/auth/me");
+}
+
+export async function listUsers(): Promise<User[]> {
+  return (await json<{ users: User[] }>("GET", "/api/users")).users;
+}
+
+export async function createUser(user: { username: string; password: string; role: Role }): Promise<User> {
+  return json("POST", "/api/users", user);
+}
+
+export async function updateUser(id: number, change: { role?: Role; password?: string }): Promise<User> {
+  return json("PATCH", `/api/users/${id}`, change);
+}
+
+export async function deleteUser(id: number): Promise<void> {
+  await send("DELETE", `/api/users/${id}`);
 }
 
 export interface CampaignFields {

@@ -1,7 +1,7 @@
 // The shell: the login gate, the header with its tabs, and which view the hash route shows.
 // It also carries the last campaign-creation result to the campaign's page.
 import { useEffect, useState } from "react";
-import { type CreateCampaignResult, getToken, logout, onUnauthorized } from "./api";
+import { type CreateCampaignResult, getMe, getToken, logout, onUnauthorized, type User } from "./api";
 import { CampaignDetailView } from "./campaign-detail-view";
 import { CampaignsView } from "./campaigns-view";
 import { LoginView } from "./login-view";
@@ -9,8 +9,15 @@ import { MessagesView } from "./messages-view";
 import { NewCampaignView } from "./new-campaign-view";
 import { href, navigate, type Route, useRoute } from "./route";
 import { TasksView } from "./tasks-view";
+import { UsersView } from "./users-view";
 
-const TABS: { label: string; route: Route; active: (r: Route) => boolean; testId: string }[] = [
+const TABS: {
+  label: string;
+  route: Route;
+  active: (r: Route) => boolean;
+  testId: string;
+  adminOnly?: boolean;
+}[] = [
   {
     label: "Campaigns",
     route: { view: "campaigns" },
@@ -30,14 +37,26 @@ const TABS: { label: string; route: Route; active: (r: Route) => boolean; testId
     testId: "nav-messages",
   },
   { label: "Tasks", route: { view: "tasks" }, active: (r) => r.view === "tasks", testId: "nav-tasks" },
+  {
+    label: "Users",
+    route: { view: "users" },
+    active: (r) => r.view === "users",
+    testId: "nav-users",
+    adminOnly: true,
+  },
 ];
 
 export function App() {
   const [signedIn, setSignedIn] = useState(() => getToken() !== null);
   const [lastImport, setLastImport] = useState<CreateCampaignResult | null>(null);
+  const [me, setMe] = useState<Omit<User, "createdAt"> | null>(null);
   const route = useRoute();
 
   useEffect(() => onUnauthorized(() => setSignedIn(false)), []);
+  useEffect(() => {
+    setMe(null);
+    if (signedIn) void getMe().then(setMe, () => undefined);
+  }, [signedIn]);
 
   useEffect(() => {
     const titles: Record<Route["view"], string> = {
@@ -46,6 +65,7 @@ export function App() {
       campaign: "Campaign",
       messages: "Caught mail",
       tasks: "Tasks",
+      users: "Users",
     };
     document.title = `${titles[route.view]} · Lovage`;
   }, [route.view]);
@@ -66,7 +86,7 @@ export function App() {
             Lovage
           </a>
           <nav className="tabs" aria-label="Main">
-            {TABS.map((t) => (
+            {TABS.filter((t) => !t.adminOnly || me?.role === "admin").map((t) => (
               <a
                 key={t.testId}
                 href={href(t.route)}
@@ -78,7 +98,12 @@ export function App() {
               </a>
             ))}
           </nav>
-          <button className="btn btn-ghost btn-small" onClick={logout} data-testid="logout">
+          {me && (
+            <span className="muted whoami" data-testid="whoami">
+              {me.username} · {me.role}
+            </span>
+          )}
+          <button className="btn btn-ghost btn-small" onClick={() => void logout()} data-testid="logout">
             Sign out
           </button>
         </div>
@@ -96,6 +121,7 @@ export function App() {
         )}
         {route.view === "messages" && <MessagesView id={route.id} />}
         {route.view === "tasks" && <TasksView />}
+        {route.view === "users" && <UsersView me={me?.username ?? ""} />}
       </main>
     </div>
   );

@@ -1,5 +1,5 @@
 // Hash routes, so the server needs no fallback for deep links: #/campaigns, #/campaigns/new,
-// #/campaigns/12, #/messages, #/messages/abc, #/tasks.
+// #/campaigns/12, #/messages, #/messages/abc, #/tasks, #/users.
 import { useEffect, useState } from "react";
 
 export type Route =
@@ -7,7 +7,8 @@ export type Route =
   | { view: "new-campaign" }
   | { view: "campaign"; id: number }
   | { view: "messages"; id: string | null }
-  | { view: "tasks" };
+  | { view: "tasks" }
+  | { view: "users" };
 
 export function parseRoute(hash: string): Route {
   const parts = hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
@@ -17,6 +18,7 @@ export function parseRoute(hash: string): Route {
     return { view: "campaign", id: Number(second) };
   if (first === "messages") return { view: "messages", id: second ?? null };
   if (first === "tasks") return { view: "tasks" };
+  if (first === "users") return { view: "users" };
   return { view: "campaigns" };
 }
 
@@ -32,6 +34,8 @@ export function href(route: Route): string {
       return route.id === null ? "#/messages" : `#/messages/${encodeURIComponent(route.id)}`;
     case "tasks":
       return "#/tasks";
+    case "users":
+      return "#/users";
   }
 }
 
