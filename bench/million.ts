@@ -59,6 +59,8 @@ async function writeCsv(path: string, rows: number): Promise<number> {
   return bytes;
 }
 
+const mb = (bytes: number) => (bytes / 1e6).toFixed(0);
+
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
 
 async function timed<T>(work: () => Promise<T>): Promise<{ value: T; ms: number }> {
@@ -89,7 +91,9 @@ export async function runMillion(
 
       const reference = await sendCampaign(lovage, recipients(REFERENCE_N, "reference"), options);
       const referenceRate = REFERENCE_N / (reference.wallMs / 1000);
-      options.log(`  ${REFERENCE_N} recipients at ${referenceRate.toFixed(0)} emails/s`);
+      options.log(
+        `  ${REFERENCE_N} recipients at ${referenceRate.toFixed(0)} emails/s (peak RSS so far ${mb(peakSampled)} MB)`,
+      );
 
       const form = new FormData();
       form.set("name", "a million");
@@ -112,7 +116,9 @@ export async function runMillion(
         );
       }
       const id = created.campaign!.id;
-      options.log(`  ${options.rows} rows accepted in ${(upload.ms / 1000).toFixed(1)} s`);
+      options.log(
+        `  ${options.rows} rows accepted in ${(upload.ms / 1000).toFixed(1)} s (peak RSS so far ${mb(peakSampled)} MB)`,
+      );
 
       const detailMs: number[] = [];
       const firstPageMs: number[] = [];
