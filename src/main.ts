@@ -46,6 +46,11 @@ export interface RunningLovage {
   catcherUrl: string | undefined;
   /** This process's worker, when it has the worker role. */
   worker: RunningWorker | undefined;
+  /**
+   * Resolves when this process's worker has stopped because someone asked it to
+   * (POST /api/workers/:id/shutdown); a process with only the worker role then exits.
+   */
+  workerStopped: Promise<void> | undefined;
   logger: Logger;
   close(): Promise<void>;
 }
@@ -98,9 +103,15 @@ function isTask(value: unknown): value is AnyTask {
 
 /**
  * Reports the worker in the registry every HEARTBEAT_MS; returns the function that stops it and
- * records the worker as stopped. The store may be down: a missed beat is only logged.
+ * records the worker as stopped. The store may be down: a missed beat is only logged. A beat
+ * that reads back a shutdown request calls `onShutdownRequested` once.
  */
-function startHeartbeat(store: Store, worker: RunningWorker, logger: Logger): () => Promise<void> {
+function startHeartbeat(
+  store: Store,
+  worker: RunningWorker,
+  logger: Logger,
+  onShutdownRequested: () => void,
+): () => Promise<void> {
   const snapshot = () => ({
     id: worker.id,
     host: worker.host,
@@ -110,9 +121,16 @@ function startHeartbeat(store: Store, worker: RunningWorker, logger: Logger): ()
     startedAt: worker.startedAt,
     ...worker.stats(),
   });
+  let asked = false;
   const beat = () =>
-    recordHeartbeat(store.db, snapshot()).catch((error: unknown) =>
-      logger.warn({ err: (error as Error).message }, "heartbeat not recorded"),
+    recordHeartbeat(store.db, snapshot()).then(
+      (answer) => {
+        if (answer.shutdownRequested && !asked) {
+          asked = true;
+          onShutdownRequested();
+        }
+      },
+      (error: unknown) => logger.warn({ err: (error as Error).message }, "heartbeat not recorded"),
     );
   void beat();
   void forgetOldWorkers(store.db).catch(() => undefined);
@@ -194,7 +212,7 @@ async function startWorkerRole(
   config: Config,
   parts: { store: Store; broker: Broker; userTasks: TaskRegistry; logger: Logger },
   opened: Opened[],
-): Promise<{ worker: RunningWorker; catcherUrl: string | undefined }> {
+): Promise<{ worker: RunningWorker; catcherUrl: string | undefined; stopped: Promise<void> }> {
   const { store, broker, logger } = parts;
   let smtpUrls = config.smtpUrls;
   let catcher: MailCatcher | undefined;
@@ -239,9 +257,21 @@ async function startWorkerRole(
     logger,
   });
   opened.push({ close: () => worker.close({ timeoutMs: config.shutdownTimeoutMs }) });
-  opened.push({ close: startHeartbeat(store, worker, logger) });
+  let stoppedByRequest!: () => void;
+  const stopped = new Promise<void>((resolve) => (stoppedByRequest = resolve));
+  const stopHeartbeat = startHeartbeat(store, worker, logger, () => {
+    // As Celery's remote shutdown: stop taking jobs, finish those in flight, then leave the
+    // registry. The rest of the process (an API role beside it) keeps running.
+    logger.info({ id: worker.id }, "shutdown requested: finishing jobs in flight");
+    void worker
+      .close({ timeoutMs: config.shutdownTimeoutMs })
+      .then(stopHeartbeat)
+      .catch((error: unknown) => logger.error({ err: error }, "error while stopping the worker"))
+      .finally(stoppedByRequest);
+  });
+  opened.push({ close: stopHeartbeat });
   await syncSchedules(broker, store, tasks, retentionOf(config));
-  return { worker, catcherUrl: catcher?.url };
+  return { worker, catcherUrl: catcher?.url, stopped };
 }
 
 /** The API role: users and the signing secret, the dispatcher, and the HTTP server. */
@@ -337,6 +367,7 @@ export async function startLovage(
       generatedAdminPassword: api?.generatedAdminPassword,
       catcherUrl: worker?.catcherUrl,
       worker: worker?.worker,
+      workerStopped: worker?.stopped,
       logger,
       close,
     };

@@ -24,6 +24,7 @@ import { campaignRoutes } from "./routes/campaigns.js";
 import { eventRoutes } from "./routes/events.js";
 import { healthRoutes } from "./routes/health.js";
 import { messageRoutes } from "./routes/messages.js";
+import { queueRoutes } from "./routes/queues.js";
 import { scheduleRoutes } from "./routes/schedules.js";
 import { taskRoutes } from "./routes/tasks.js";
 import { DOCS_CSP, registerSecurityHeaders } from "./security-headers.js";
@@ -103,6 +104,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await campaignRoutes(api, deps);
     await taskRoutes(api, deps);
     await scheduleRoutes(api, deps);
+    await queueRoutes(api, deps);
     await messageRoutes(api, deps);
     await eventRoutes(api, deps);
     await healthRoutes(api, deps);

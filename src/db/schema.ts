@@ -94,6 +94,15 @@ export interface WorkersTable {
   watchdog_restarts: number;
   last_job_at: Date | null;
   stopped_at: Date | null;
+  running: ColumnType<WorkerRunningJob[], string | undefined, string>;
+  emails_sent: Generated<number>;
+  shutdown_requested_at: Date | null;
+}
+
+export interface WorkerRunningJob {
+  id: string;
+  task: string;
+  startedAt: string;
 }
 
 export interface SchedulesTable {
