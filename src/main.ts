@@ -22,7 +22,12 @@ import { createRedactingLogger } from "./logger.js";
 import { openMailCatcher, type MailCatcher } from "./mail/catcher.js";
 import { createDispatcher, type Dispatcher } from "./mail/dispatcher.js";
 import { createSendBatchTask } from "./mail/send-batch.js";
-import { createDispatchStore, createSendStore } from "./stores.js";
+import { createDispatchStore, createFiguresStore, createSendStore } from "./stores.js";
+import { recordJobFigures } from "./db/figures.js";
+import { parseSmtpServerUrl } from "./mail/smtp-server-url.js";
+import { createJobFigures, startFigures } from "./monitor/figures.js";
+import { knownQueues } from "./api/routes/queues.js";
+import { createQueueAdmin } from "./queue/queues.js";
 import { createSmtpTransport, type Transport } from "./mail/transport-pool.js";
 import { openBroker, type Broker } from "./queue/connection.js";
 import { createProducer } from "./queue/producer.js";
@@ -194,6 +199,16 @@ export function openBrokerFor(
   );
 }
 
+/** An SMTP server's name as the figures count it (its `name=`, else host:port). */
+function serverName(url: string): string | undefined {
+  try {
+    return parseSmtpServerUrl(url).name;
+  } catch {
+    // The settings checked the URL; a parameter only the transport knows must not stop the worker.
+    return undefined;
+  }
+}
+
 function retentionOf(config: Config): Retention {
   return { completedMs: config.taskResultRetentionMs, failedMs: config.taskErrorRetentionMs };
 }
@@ -238,7 +253,10 @@ async function startWorkerRole(
   const tasks = new TaskRegistry().register(
     ...parts.userTasks.all(),
     createSendBatchTask({
-      store: createSendStore(store.db),
+      // One server: every attempt went to it. Several: the send path names each attempt's own.
+      store: createSendStore(store.db, {
+        server: smtpUrls.length === 1 ? serverName(smtpUrls[0]!) : undefined,
+      }),
       transport,
       workerId,
       maxAttempts: config.maxAttempts,
@@ -247,6 +265,9 @@ async function startWorkerRole(
       logger,
     }),
   );
+  const jobFigures = createJobFigures({ record: (jobs) => recordJobFigures(store.db, jobs), logger });
+  // Before the worker: closed after it, so that its last jobs are written.
+  opened.push(jobFigures);
   const worker = await startWorker({
     id: workerId,
     broker,
@@ -255,6 +276,7 @@ async function startWorkerRole(
     concurrency: config.concurrency,
     lockDurationMs: config.jobLockMs,
     logger,
+    onJobFinished: (job) => jobFigures.add(job),
   });
   opened.push({ close: () => worker.close({ timeoutMs: config.shutdownTimeoutMs }) });
   let stoppedByRequest!: () => void;
@@ -300,6 +322,24 @@ async function startApiRole(
     logger,
   });
   opened.push(dispatcher);
+  const admin = createQueueAdmin(broker);
+  opened.push(
+    startFigures({
+      store: createFiguresStore(store.db),
+      depths: async () =>
+        (await Promise.all(knownQueues({ registry: parts.userTasks }).map((name) => admin.info(name)))).map(
+          ({ name, counts }) => ({
+            queue: name,
+            waiting: counts.waiting,
+            active: counts.active,
+            delayed: counts.delayed,
+            failed: counts.failed,
+          }),
+        ),
+      retentionMs: config.figuresRetentionDays * 24 * 3600_000,
+      logger,
+    }),
+  );
   const app: FastifyInstance = await buildApp({
     db: store.db,
     broker,
@@ -312,6 +352,7 @@ async function startApiRole(
     defaultFrom: DEFAULT_FROM,
     workerTimeoutMs: WORKER_TIMEOUT_MS,
     catcherEnabled: config.smtpUrls.length === 0,
+    metricsToken: config.metricsToken,
     ping: { database: store.ping, broker: broker.ping },
     webRoot: fileURLToPath(new URL("../web", import.meta.url)),
     logger: logger.child({ component: "http" }),

@@ -125,16 +125,6 @@ export async function requestShutdown(
   return (await liveWorkers(db, timeoutMs)).find((worker) => worker.id === id);
 }
 
-/** Adds emails sent to the workers that sent them (the figures' roll-up calls it). */
-export async function addEmailsSent(db: Db, sentByWorker: ReadonlyMap<string, number>): Promise<void> {
-  const entries = [...sentByWorker].filter(([, n]) => n > 0);
-  if (entries.length === 0) return;
-  await sql`
-    UPDATE lovage.workers w SET emails_sent = w.emails_sent + i.n
-    FROM unnest(${entries.map(([id]) => id)}::text[], ${entries.map(([, n]) => n)}::int[]) AS i(id, n)
-    WHERE w.id = i.id`.execute(db);
-}
-
 /** Removes the rows of workers that stopped or went silent more than a day ago. */
 export async function forgetOldWorkers(db: Db): Promise<number> {
   const result = await sql`DELETE FROM lovage.workers WHERE heartbeat_at < now() - interval '1 day'`.execute(
