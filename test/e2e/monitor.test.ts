@@ -94,7 +94,10 @@ describe("the monitor on a cluster", () => {
     await waitFor(async () => {
       const again = await (await fetch(`${cluster.api.url}/metrics`)).text();
       return (
-        metric(again, /^lovage_jobs_total\{queue="email",task="lovage.send-batch",state="completed"\} (\d+)$/m) >= 1
+        metric(
+          again,
+          /^lovage_jobs_total\{queue="email",task="lovage.send-batch",state="completed"\} (\d+)$/m,
+        ) >= 1
       );
     });
 
