@@ -46,6 +46,15 @@ export async function eventRoutes(app: FastifyInstance, deps: AppDeps): Promise<
     else timer = undefined;
   }
 
+  /** Open streams, ended when the server closes: a stream never ends by itself, and the server
+   * waits for every open request before it stops, so SIGTERM would never finish. */
+  const streams = new Set<{ end(): void }>();
+
+  app.addHook("preClose", async () => {
+    for (const stream of streams) stream.end();
+    streams.clear();
+  });
+
   app.addHook("onClose", async () => {
     clearTimeout(timer);
     subscribers.clear();
@@ -92,10 +101,12 @@ export async function eventRoutes(app: FastifyInstance, deps: AppDeps): Promise<
       };
       const heartbeat = setInterval(() => raw.write(": keep-alive\n\n"), HEARTBEAT_MS);
       subscribers.add(subscriber);
+      streams.add(raw);
       if (!timer) timer = setTimeout(() => void poll(), 0);
       request.raw.on("close", () => {
         clearInterval(heartbeat);
         subscribers.delete(subscriber);
+        streams.delete(raw);
       });
     },
   );
