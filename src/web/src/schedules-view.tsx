@@ -34,9 +34,14 @@ function Runs({ schedule }: { schedule: ScheduleInfo }) {
   return (
     <ol className="runs" data-testid="schedule-runs" data-count={runs.length}>
       {runs.slice(0, 20).map((run) => (
-        <li key={run.id} data-testid="schedule-run" data-created={run.createdAt} data-state={run.state}>
+        <li key={run.id} data-testid="schedule-run" data-started={run.startedAt ?? ""} data-state={run.state}>
           <StatusBadge status={run.state} />{" "}
-          <a href={href({ view: "tasks", id: run.id })}>{formatTime(run.createdAt)}</a>
+          {/* A run's job is made as the run before it starts: its own start is its tick. */}
+          <a href={href({ view: "tasks", id: run.id })}>
+            {run.startedAt
+              ? `ran ${formatTime(run.startedAt)}`
+              : `next, at ${formatTime(schedule.nextRunAt)}`}
+          </a>
         </li>
       ))}
     </ol>
