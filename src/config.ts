@@ -63,6 +63,13 @@ export interface Config {
   readonly taskResultRetentionMs: number;
   /** `LOVAGE_TASK_ERROR_RETENTION_MS`, default 604800000 (seven days): how long a failed or cancelled job and its error are kept. */
   readonly taskErrorRetentionMs: number;
+  /** `LOVAGE_FIGURES_RETENTION_DAYS`, default 30: how long the per-minute figures (charts) are kept. */
+  readonly figuresRetentionDays: number;
+  /**
+   * `LOVAGE_METRICS_TOKEN`: when set, `GET /metrics` answers only with `Authorization: Bearer
+   * <token>`; unset, it is open (as /healthz). At least 16 characters.
+   */
+  readonly metricsToken: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -131,6 +138,11 @@ export function loadConfig(env: Env): Config {
     problems.push(`LOVAGE_ADMIN_PASSWORD: expected at least 8 characters, got ${adminPassword.length}`);
   }
 
+  const metricsToken = text("LOVAGE_METRICS_TOKEN");
+  if (metricsToken !== undefined && metricsToken.length < 16) {
+    problems.push(`LOVAGE_METRICS_TOKEN: expected at least 16 characters, got ${metricsToken.length}`);
+  }
+
   const config: Config = {
     dataDir: dataDirOf(env),
     databaseUrl: url("LOVAGE_DATABASE_URL", ["postgres", "postgresql"], "postgres://user@host:5432/lovage"),
@@ -168,6 +180,8 @@ export function loadConfig(env: Env): Config {
       1_000,
       366 * 24 * 3600_000,
     ),
+    figuresRetentionDays: integer("LOVAGE_FIGURES_RETENTION_DAYS", 30, 1, 3660),
+    metricsToken,
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze({
@@ -263,16 +277,18 @@ export function secretsInEnv(env: Env): Secrets {
       env.LOVAGE_JWT_SECRET?.trim(),
       env.LOVAGE_PASSWORD?.trim(),
       env.LOVAGE_TOKEN?.trim(),
+      env.LOVAGE_METRICS_TOKEN?.trim(),
     ],
   };
 }
 
 /** The secrets a loaded configuration holds, for the logger's redaction. */
 export function secretsInConfig(
-  config: Pick<Config, "databaseUrl" | "brokerUrl" | "smtpUrls" | "jwtSecret" | "adminPassword">,
+  config: Pick<Config, "databaseUrl" | "brokerUrl" | "smtpUrls" | "jwtSecret" | "adminPassword"> &
+    Partial<Pick<Config, "metricsToken">>,
 ): Secrets {
   return {
     urls: [config.databaseUrl, config.brokerUrl, ...config.smtpUrls],
-    values: [config.jwtSecret, config.adminPassword],
+    values: [config.jwtSecret, config.adminPassword, config.metricsToken],
   };
 }

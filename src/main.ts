@@ -22,7 +22,12 @@ import { createRedactingLogger } from "./logger.js";
 import { openMailCatcher, type MailCatcher } from "./mail/catcher.js";
 import { createDispatcher, type Dispatcher } from "./mail/dispatcher.js";
 import { createSendBatchTask } from "./mail/send-batch.js";
-import { createDispatchStore, createSendStore } from "./stores.js";
+import { createDispatchStore, createFiguresStore, createSendStore } from "./stores.js";
+import { recordJobFigures } from "./db/figures.js";
+import { parseSmtpServerUrl } from "./mail/smtp-server-url.js";
+import { createJobFigures, startFigures } from "./monitor/figures.js";
+import { knownQueues } from "./api/routes/queues.js";
+import { createQueueAdmin } from "./queue/queues.js";
 import { createSmtpTransport, type Transport } from "./mail/transport-pool.js";
 import { openBroker, type Broker } from "./queue/connection.js";
 import { createProducer } from "./queue/producer.js";
@@ -46,6 +51,11 @@ export interface RunningLovage {
   catcherUrl: string | undefined;
   /** This process's worker, when it has the worker role. */
   worker: RunningWorker | undefined;
+  /**
+   * Resolves when this process's worker has stopped because someone asked it to
+   * (POST /api/workers/:id/shutdown); a process with only the worker role then exits.
+   */
+  workerStopped: Promise<void> | undefined;
   logger: Logger;
   close(): Promise<void>;
 }
@@ -98,9 +108,15 @@ function isTask(value: unknown): value is AnyTask {
 
 /**
  * Reports the worker in the registry every HEARTBEAT_MS; returns the function that stops it and
- * records the worker as stopped. The store may be down: a missed beat is only logged.
+ * records the worker as stopped. The store may be down: a missed beat is only logged. A beat
+ * that reads back a shutdown request calls `onShutdownRequested` once.
  */
-function startHeartbeat(store: Store, worker: RunningWorker, logger: Logger): () => Promise<void> {
+function startHeartbeat(
+  store: Store,
+  worker: RunningWorker,
+  logger: Logger,
+  onShutdownRequested: () => void,
+): () => Promise<void> {
   const snapshot = () => ({
     id: worker.id,
     host: worker.host,
@@ -110,9 +126,16 @@ function startHeartbeat(store: Store, worker: RunningWorker, logger: Logger): ()
     startedAt: worker.startedAt,
     ...worker.stats(),
   });
+  let asked = false;
   const beat = () =>
-    recordHeartbeat(store.db, snapshot()).catch((error: unknown) =>
-      logger.warn({ err: (error as Error).message }, "heartbeat not recorded"),
+    recordHeartbeat(store.db, snapshot()).then(
+      (answer) => {
+        if (answer.shutdownRequested && !asked) {
+          asked = true;
+          onShutdownRequested();
+        }
+      },
+      (error: unknown) => logger.warn({ err: (error as Error).message }, "heartbeat not recorded"),
     );
   void beat();
   void forgetOldWorkers(store.db).catch(() => undefined);
@@ -176,6 +199,16 @@ export function openBrokerFor(
   );
 }
 
+/** An SMTP server's name as the figures count it (its `name=`, else host:port). */
+function serverName(url: string): string | undefined {
+  try {
+    return parseSmtpServerUrl(url).name;
+  } catch {
+    // The settings checked the URL; a parameter only the transport knows must not stop the worker.
+    return undefined;
+  }
+}
+
 function retentionOf(config: Config): Retention {
   return { completedMs: config.taskResultRetentionMs, failedMs: config.taskErrorRetentionMs };
 }
@@ -194,7 +227,7 @@ async function startWorkerRole(
   config: Config,
   parts: { store: Store; broker: Broker; userTasks: TaskRegistry; logger: Logger },
   opened: Opened[],
-): Promise<{ worker: RunningWorker; catcherUrl: string | undefined }> {
+): Promise<{ worker: RunningWorker; catcherUrl: string | undefined; stopped: Promise<void> }> {
   const { store, broker, logger } = parts;
   let smtpUrls = config.smtpUrls;
   let catcher: MailCatcher | undefined;
@@ -220,7 +253,10 @@ async function startWorkerRole(
   const tasks = new TaskRegistry().register(
     ...parts.userTasks.all(),
     createSendBatchTask({
-      store: createSendStore(store.db),
+      // One server: every attempt went to it. Several: the send path names each attempt's own.
+      store: createSendStore(store.db, {
+        server: smtpUrls.length === 1 ? serverName(smtpUrls[0]!) : undefined,
+      }),
       transport,
       workerId,
       maxAttempts: config.maxAttempts,
@@ -229,6 +265,9 @@ async function startWorkerRole(
       logger,
     }),
   );
+  const jobFigures = createJobFigures({ record: (jobs) => recordJobFigures(store.db, jobs), logger });
+  // Before the worker: closed after it, so that its last jobs are written.
+  opened.push(jobFigures);
   const worker = await startWorker({
     id: workerId,
     broker,
@@ -237,11 +276,24 @@ async function startWorkerRole(
     concurrency: config.concurrency,
     lockDurationMs: config.jobLockMs,
     logger,
+    onJobFinished: (job) => jobFigures.add(job),
   });
   opened.push({ close: () => worker.close({ timeoutMs: config.shutdownTimeoutMs }) });
-  opened.push({ close: startHeartbeat(store, worker, logger) });
+  let stoppedByRequest!: () => void;
+  const stopped = new Promise<void>((resolve) => (stoppedByRequest = resolve));
+  const stopHeartbeat = startHeartbeat(store, worker, logger, () => {
+    // As Celery's remote shutdown: stop taking jobs, finish those in flight, then leave the
+    // registry. The rest of the process (an API role beside it) keeps running.
+    logger.info({ id: worker.id }, "shutdown requested: finishing jobs in flight");
+    void worker
+      .close({ timeoutMs: config.shutdownTimeoutMs })
+      .then(stopHeartbeat)
+      .catch((error: unknown) => logger.error({ err: error }, "error while stopping the worker"))
+      .finally(stoppedByRequest);
+  });
+  opened.push({ close: stopHeartbeat });
   await syncSchedules(broker, store, tasks, retentionOf(config));
-  return { worker, catcherUrl: catcher?.url };
+  return { worker, catcherUrl: catcher?.url, stopped };
 }
 
 /** The API role: users and the signing secret, the dispatcher, and the HTTP server. */
@@ -270,6 +322,24 @@ async function startApiRole(
     logger,
   });
   opened.push(dispatcher);
+  const admin = createQueueAdmin(broker);
+  opened.push(
+    startFigures({
+      store: createFiguresStore(store.db),
+      depths: async () =>
+        (await Promise.all(knownQueues({ registry: parts.userTasks }).map((name) => admin.info(name)))).map(
+          ({ name, counts }) => ({
+            queue: name,
+            waiting: counts.waiting,
+            active: counts.active,
+            delayed: counts.delayed,
+            failed: counts.failed,
+          }),
+        ),
+      retentionMs: config.figuresRetentionDays * 24 * 3600_000,
+      logger,
+    }),
+  );
   const app: FastifyInstance = await buildApp({
     db: store.db,
     broker,
@@ -283,6 +353,7 @@ async function startApiRole(
     defaultFrom: DEFAULT_FROM,
     workerTimeoutMs: WORKER_TIMEOUT_MS,
     catcherEnabled: config.smtpUrls.length === 0,
+    metricsToken: config.metricsToken,
     ping: { database: store.ping, broker: broker.ping },
     webRoot: fileURLToPath(new URL("../web", import.meta.url)),
     logger: logger.child({ component: "http" }),
@@ -338,6 +409,7 @@ export async function startLovage(
       generatedAdminPassword: api?.generatedAdminPassword,
       catcherUrl: worker?.catcherUrl,
       worker: worker?.worker,
+      workerStopped: worker?.stopped,
       logger,
       close,
     };

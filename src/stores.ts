@@ -6,18 +6,22 @@
  */
 import type { Kysely } from "kysely";
 import * as campaigns from "./db/campaigns.js";
+import * as figures from "./db/figures.js";
 import * as recipients from "./db/recipients.js";
 import type { Db } from "./db/recipients.js";
 import type { Database } from "./db/schema.js";
 import type { CampaignStore } from "./mail/campaigns.js";
 import type { DispatchStore } from "./mail/dispatcher.js";
 import type { SendStore } from "./mail/send-batch.js";
+import { domainGroup } from "./monitor/domain-groups.js";
+import type { FiguresStore } from "./monitor/figures.js";
 
-export function createSendStore(db: Db): SendStore {
+/** `server`: the SMTP server's name recorded with each attempt that does not name its own. */
+export function createSendStore(db: Db, options: { server?: string } = {}): SendStore {
   return {
     getCampaign: (id) => campaigns.getCampaign(db, id),
     claimForSending: (ids, leaseMs) => recipients.claimForSending(db, ids, leaseMs),
-    recordOutcomes: (records, worker) => recipients.recordOutcomes(db, records, worker),
+    recordOutcomes: (records, worker) => recipients.recordOutcomes(db, records, worker, options.server),
   };
 }
 
@@ -52,4 +56,12 @@ function campaignStoreOn(db: Db, transaction?: CampaignStore["transaction"]): Ca
     moveRecipients: (id, from, to) => recipients.moveRecipients(db, id, from, to),
   };
   return store;
+}
+
+export function createFiguresStore(db: Kysely<Database>): FiguresStore {
+  return {
+    rollUpEmails: () => figures.rollUpEmails(db, domainGroup),
+    recordQueueDepth: (at, depths) => figures.recordQueueDepth(db, at, depths),
+    prune: (retentionMs) => figures.pruneFigures(db, retentionMs),
+  };
 }

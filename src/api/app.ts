@@ -23,8 +23,11 @@ import { buildValidator, registerInputChecks } from "./input.js";
 import { authRoutes } from "./routes/auth.js";
 import { campaignRoutes } from "./routes/campaigns.js";
 import { eventRoutes } from "./routes/events.js";
+import { figureRoutes } from "./routes/figures.js";
 import { healthRoutes } from "./routes/health.js";
 import { messageRoutes } from "./routes/messages.js";
+import { metricsRoutes } from "./routes/metrics.js";
+import { queueRoutes } from "./routes/queues.js";
 import { scheduleRoutes } from "./routes/schedules.js";
 import { taskRoutes } from "./routes/tasks.js";
 import { userRoutes } from "./routes/users.js";
@@ -47,6 +50,8 @@ export interface AppDeps {
   /** A worker silent this long is presumed dead and not listed; default 15 s. */
   workerTimeoutMs?: number;
   catcherEnabled: boolean;
+  /** When set, GET /metrics answers only with this bearer token (LOVAGE_METRICS_TOKEN). */
+  metricsToken?: string;
   ping: { database: () => Promise<void>; broker: () => Promise<void> };
   /** The built dashboard (dist/web); not served when absent. */
   webRoot?: string;
@@ -108,9 +113,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await campaignRoutes(api, deps);
     await taskRoutes(api, deps);
     await scheduleRoutes(api, deps);
+    await queueRoutes(api, deps);
+    await figureRoutes(api, deps);
     await messageRoutes(api, deps);
     await eventRoutes(api, deps);
     await healthRoutes(api, deps);
+    await metricsRoutes(api, deps);
   });
 
   if (deps.webRoot !== undefined && existsSync(deps.webRoot)) {

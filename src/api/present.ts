@@ -1,8 +1,9 @@
 /** The JSON shapes of docs/api.md, built from store rows. */
 import type { CampaignRow } from "../db/campaigns.js";
+import { ewmaRatePerMinute } from "../monitor/rate.js";
 import {
   countsByCampaign,
-  recentSendRates,
+  recentSends,
   type Db,
   type RecipientRow,
   type RecipientStatus,
@@ -32,10 +33,14 @@ const iso = (date: Date | null) => (date ? date.toISOString() : null);
 
 export async function presentCampaigns(db: Db, rows: CampaignRow[]): Promise<CampaignView[]> {
   const ids = rows.map((row) => row.id);
-  const [counts, rates] = await Promise.all([countsByCampaign(db, ids), recentSendRates(db, ids)]);
+  const [counts, sends] = await Promise.all([countsByCampaign(db, ids), recentSends(db, ids)]);
   return rows.map((row) => {
     const c = counts.get(row.id)!;
-    const ratePerMinute = rates.get(row.id) ?? 0;
+    const recent = sends.get(row.id);
+    const sending = row.status === "sending";
+    // Only a sending campaign has a rate now; a paused one has neither a rate nor an ETA.
+    const ratePerMinute =
+      sending && recent ? Math.round(ewmaRatePerMinute(recent.perSecond, recent.sinceFirstSeconds)) : 0;
     const remaining = c.pending + c.queued + c.sending;
     return {
       id: row.id,
@@ -55,7 +60,11 @@ export async function presentCampaigns(db: Db, rows: CampaignRow[]): Promise<Cam
       counts: c,
       ratePerMinute,
       etaSeconds:
-        remaining === 0 ? 0 : ratePerMinute > 0 ? Math.ceil((remaining / ratePerMinute) * 60) : null,
+        remaining === 0
+          ? 0
+          : sending && ratePerMinute > 0
+            ? Math.ceil((remaining / ratePerMinute) * 60)
+            : null,
     };
   });
 }

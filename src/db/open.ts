@@ -19,6 +19,8 @@ import * as m0002 from "./migrations/0002-workers.js";
 import * as m0003 from "./migrations/0003-counts.js";
 import * as m0004 from "./migrations/0004-schedules.js";
 import * as m0005 from "./migrations/0005-roles.js";
+import * as m0006 from "./migrations/0006-worker-control.js";
+import * as m0007 from "./migrations/0007-figures.js";
 import type { Database } from "./schema.js";
 
 const MIGRATIONS: Record<string, Migration> = {
@@ -27,6 +29,8 @@ const MIGRATIONS: Record<string, Migration> = {
   "0003-counts": m0003,
   "0004-schedules": m0004,
   "0005-roles": m0005,
+  "0006-worker-control": m0006,
+  "0007-figures": m0007,
 };
 /** Every migration, in the order they apply. */
 export const MIGRATION_NAMES = Object.keys(MIGRATIONS);

@@ -230,6 +230,8 @@ export interface AttemptRecord {
   attempt: number;
   startedAt: Date;
   outcome: Outcome;
+  /** The SMTP server it went to, by its name (the figures count per server); default the store's. */
+  server?: string;
 }
 
 /**
@@ -242,6 +244,7 @@ export async function recordOutcomes(
   db: Db,
   records: readonly AttemptRecord[],
   worker: string,
+  server: string | null = null,
 ): Promise<void> {
   if (records.length === 0) return;
   const column = <T>(pick: (record: AttemptRecord) => T) => records.map(pick);
@@ -256,8 +259,9 @@ export async function recordOutcomes(
         ${column((r) => (r.outcome.kind === "sent" ? null : r.outcome.error))}::text[],
         ${column((r) => (r.outcome.kind === "sent" ? r.outcome.messageId : null))}::text[],
         ${column((r) => (r.outcome.kind === "retry" ? r.outcome.retryAt.toISOString() : null))}::timestamptz[],
-        ${column((r) => r.startedAt.toISOString())}::timestamptz[]
-      ) AS t(recipient_id, campaign_id, attempt, kind, smtp_code, response, error, message_id, retry_at, started_at)
+        ${column((r) => r.startedAt.toISOString())}::timestamptz[],
+        ${column((r) => r.server ?? server)}::text[]
+      ) AS t(recipient_id, campaign_id, attempt, kind, smtp_code, response, error, message_id, retry_at, started_at, server)
     ), changed AS (
       UPDATE lovage.recipients r SET
         status = CASE i.kind WHEN 'retry' THEN 'pending' ELSE i.kind END,
@@ -272,8 +276,8 @@ export async function recordOutcomes(
       WHERE r.id = i.recipient_id AND r.status IN ('sending', 'unknown')
     )
     INSERT INTO lovage.attempts
-      (recipient_id, campaign_id, attempt, outcome, smtp_code, response, error, worker, started_at)
-    SELECT recipient_id, campaign_id, attempt, kind, smtp_code, response, error, ${worker}, started_at
+      (recipient_id, campaign_id, attempt, outcome, smtp_code, response, error, worker, started_at, server)
+    SELECT recipient_id, campaign_id, attempt, kind, smtp_code, response, error, ${worker}, started_at, server
     FROM input`.execute(db);
 }
 
@@ -329,29 +333,35 @@ export function emptyCounts(): Record<RecipientStatus, number> {
 }
 
 /**
- * Messages sent per minute per campaign, over the last `windowMs` (or since the campaign's
- * first attempt, when that is more recent), from the attempts index: the rows read are bounded
- * by the rate, not by the campaign's size.
+ * Each campaign's recent sends (recipients that reached sent, failed or unknown), per whole second
+ * back from now over the last `horizonSeconds`, and how long ago the first of them was: what an
+ * exponentially weighted rate needs (src/monitor/rate.ts). Read from the attempts index: the
+ * rows read are bounded by the rate, not by the campaign's size.
  */
-export async function recentSendRates(
+export async function recentSends(
   db: Db,
   campaignIds: readonly number[],
-  windowMs = 10_000,
-): Promise<Map<number, number>> {
-  if (campaignIds.length === 0) return new Map();
-  const rows = await sql<{ campaign_id: number; n: number; first_ms: number }>`
-    SELECT campaign_id, count(*)::int AS n,
-      (extract(epoch FROM now() - min(finished_at)) * 1000)::float8 AS first_ms
+  horizonSeconds = 60,
+): Promise<Map<number, { perSecond: Map<number, number>; sinceFirstSeconds: number }>> {
+  const result = new Map<number, { perSecond: Map<number, number>; sinceFirstSeconds: number }>();
+  if (campaignIds.length === 0) return result;
+  const rows = await sql<{ campaign_id: number; age: number; n: number; first_s: number }>`
+    SELECT campaign_id, floor(extract(epoch FROM now() - finished_at))::int AS age, count(*)::int AS n,
+      max(extract(epoch FROM now() - finished_at))::float8 AS first_s
     FROM lovage.attempts
-    WHERE campaign_id = ANY(${[...campaignIds]}::int[]) AND outcome = 'sent'
-      AND finished_at > now() - make_interval(secs => ${windowMs / 1000})
-    GROUP BY campaign_id`.execute(db);
-  return new Map(
-    rows.rows.map((row) => {
-      const spanMs = Math.max(1_000, Math.min(windowMs, row.first_ms));
-      return [row.campaign_id, Math.round((row.n * 60_000) / spanMs)];
-    }),
-  );
+    WHERE campaign_id = ANY(${[...campaignIds]}::int[]) AND outcome IN ('sent', 'failed', 'unknown')
+      AND finished_at > now() - make_interval(secs => ${horizonSeconds})
+    GROUP BY 1, 2`.execute(db);
+  for (const row of rows.rows) {
+    const entry = result.get(row.campaign_id) ?? {
+      perSecond: new Map<number, number>(),
+      sinceFirstSeconds: 0,
+    };
+    entry.perSecond.set(Math.max(0, row.age), row.n);
+    entry.sinceFirstSeconds = Math.max(entry.sinceFirstSeconds, row.first_s);
+    result.set(row.campaign_id, entry);
+  }
+  return result;
 }
 
 export interface RecipientQuery {

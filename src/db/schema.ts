@@ -69,6 +69,8 @@ export interface AttemptsTable {
   worker: string | null;
   started_at: Date;
   finished_at: CreatedAt;
+  /** The SMTP server's name (migration 0006). */
+  server: string | null;
 }
 
 export interface CaughtMessagesTable {
@@ -100,6 +102,15 @@ export interface WorkersTable {
   watchdog_restarts: number;
   last_job_at: Date | null;
   stopped_at: Date | null;
+  running: ColumnType<WorkerRunningJob[], string | undefined, string>;
+  emails_sent: Generated<number>;
+  shutdown_requested_at: Date | null;
+}
+
+export interface WorkerRunningJob {
+  id: string;
+  task: string;
+  startedAt: string;
 }
 
 export interface SchedulesTable {
@@ -117,6 +128,70 @@ export interface SchedulesTable {
   updated_at: ColumnType<Date, Date | undefined, Date>;
 }
 
+/** A duration histogram: cumulative counts per bound of DURATION_BUCKETS_MS (figures.ts). */
+type Histogram = ColumnType<number[], number[], number[]>;
+
+export interface EmailFiguresPendingTable {
+  id: Generated<string>;
+  minute: Date;
+  server: string;
+  domain: string;
+  outcome: string;
+  worker: string;
+  n: number;
+  duration_ms_sum: number;
+  duration_hist: Histogram;
+}
+
+export interface EmailMinutesTable {
+  minute: Date;
+  server: string;
+  domain_group: string;
+  outcome: string;
+  n: number;
+  duration_ms_sum: number;
+  duration_hist: Histogram;
+}
+
+export interface EmailTotalsTable {
+  server: string;
+  outcome: string;
+  /** bigint: read back as a string by node-postgres. */
+  n: ColumnType<string | number, number, number>;
+  duration_ms_sum: number;
+  duration_hist: Histogram;
+}
+
+export interface JobMinutesTable {
+  minute: Date;
+  queue: string;
+  task: string;
+  state: string;
+  n: number;
+  wait_ms_sum: number;
+  wait_hist: Histogram;
+  run_ms_sum: number;
+  run_hist: Histogram;
+}
+
+export interface JobTotalsTable {
+  queue: string;
+  task: string;
+  state: string;
+  n: ColumnType<string | number, number, number>;
+  run_ms_sum: number;
+  run_hist: Histogram;
+}
+
+export interface QueueMinutesTable {
+  minute: Date;
+  queue: string;
+  waiting: number;
+  active: number;
+  delayed: number;
+  failed: number;
+}
+
 export interface Database {
   "lovage.settings": SettingsTable;
   "lovage.users": UsersTable;
@@ -126,4 +201,10 @@ export interface Database {
   "lovage.caught_messages": CaughtMessagesTable;
   "lovage.workers": WorkersTable;
   "lovage.schedules": SchedulesTable;
+  "lovage.email_figures_pending": EmailFiguresPendingTable;
+  "lovage.email_minutes": EmailMinutesTable;
+  "lovage.email_totals": EmailTotalsTable;
+  "lovage.job_minutes": JobMinutesTable;
+  "lovage.job_totals": JobTotalsTable;
+  "lovage.queue_minutes": QueueMinutesTable;
 }

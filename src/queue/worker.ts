@@ -30,12 +30,33 @@ export interface WorkerLogger {
   error(obj: object, msg: string): void;
 }
 
+/** A job a worker is running now. */
+export interface RunningJob {
+  /** The public job id (`queue:id`). */
+  id: string;
+  task: string;
+  startedAt: string;
+}
+
+/** What a worker tells of each job it finished, for the figures kept per minute. */
+export interface FinishedJob {
+  queue: string;
+  task: string;
+  /** `failed` after the last attempt; `retried` when another attempt follows. */
+  state: "completed" | "failed" | "retried" | "cancelled";
+  /** From when it was due (created, or its delay ran out) to when this attempt started. */
+  waitMs: number;
+  runMs: number;
+  finishedAt: Date;
+}
+
 export interface WorkerStats {
   processed: number;
   failed: number;
   active: number;
   watchdogRestarts: number;
   lastJobAt: Date | null;
+  running: RunningJob[];
 }
 
 export interface WatchdogOptions {
@@ -90,6 +111,8 @@ export interface StartWorkerOptions {
   watchdog?: Partial<WatchdogOptions>;
   /** This worker's identity (`createWorkerId()`), shared with whatever else reports it; default a new one. */
   id?: string;
+  /** Told of every attempt that ends (completed or failed), for the figures; must not throw. */
+  onJobFinished?: (job: FinishedJob) => void;
 }
 
 /** A worker's identity: its host, its pid and a random tag, so a restarted pid is a new worker. */
@@ -100,7 +123,15 @@ export function createWorkerId(host = hostname()): string {
 export async function startWorker(options: StartWorkerOptions): Promise<RunningWorker> {
   const { broker, registry, logger } = options;
   const queues = options.queues && options.queues.length > 0 ? [...options.queues] : registry.queues();
-  const stats: WorkerStats = { processed: 0, failed: 0, active: 0, watchdogRestarts: 0, lastJobAt: null };
+  const stats: Omit<WorkerStats, "running"> = {
+    processed: 0,
+    failed: 0,
+    active: 0,
+    watchdogRestarts: 0,
+    lastJobAt: null,
+  };
+  /** Jobs running now, by public id. */
+  const runningJobs = new Map<string, RunningJob>();
   const controllers = new Set<AbortController>();
   const lastJobStartByQueue = new Map<string, number>();
   const host = hostname();
@@ -122,6 +153,10 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
     stats.active++;
     stats.lastJobAt = new Date();
     const startedAt = Date.now();
+    runningJobs.set(publicId, { id: publicId, task: job.name, startedAt: new Date(startedAt).toISOString() });
+    // Due since it was created, or since its delay (a retry's backoff included) ran out.
+    const waitMs = Math.max(0, startedAt - (job.timestamp + (job.delay ?? 0)));
+    let state: FinishedJob["state"] = "failed";
     lastJobStartByQueue.set(queue, startedAt);
     const attempt = job.attemptsMade + 1;
     let timer: NodeJS.Timeout | undefined;
@@ -147,6 +182,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
         aborted,
       ]);
       await recordScheduleRun(queue, job, { outcome: "completed", error: null });
+      state = "completed";
       return result;
     } catch (thrown) {
       // A handler that gives up because its signal fired throws its own error; the signal's reason says why.
@@ -155,6 +191,8 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
       const cancelled = error instanceof TaskCancelledError;
       await recordAttempt(job, { attempt, startedAt, error: message });
       await recordScheduleRun(queue, job, { outcome: cancelled ? "cancelled" : "failed", error: message });
+      const last = cancelled || error instanceof PermanentError || attempt >= (job.opts.attempts ?? 1);
+      state = cancelled ? "cancelled" : last ? "failed" : "retried";
       if (cancelled) {
         await clearCancelRequest(queue, jobId);
         throw new UnrecoverableError(CANCELLED_REASON);
@@ -165,7 +203,17 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
       clearTimeout(timer);
       controllers.delete(controller);
       running.delete(jobId);
+      runningJobs.delete(publicId);
       stats.active--;
+      const finishedAt = new Date();
+      options.onJobFinished?.({
+        queue,
+        task: job.name,
+        state,
+        waitMs,
+        runMs: finishedAt.getTime() - startedAt,
+        finishedAt,
+      });
     }
   }
 
@@ -338,7 +386,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
     queues,
     concurrency: options.concurrency,
     startedAt: new Date(),
-    stats: () => ({ ...stats }),
+    stats: () => ({ ...stats, running: [...runningJobs.values()] }),
     simulateStall: (queue: string) => workers.get(queue)?.pause(true),
     close({ timeoutMs = 30_000 } = {}) {
       closing ??= (async () => {

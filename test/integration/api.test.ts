@@ -851,11 +851,14 @@ describe("the HTTP API", () => {
     it("lists the queues with their job counts", async () => {
       const response = await call({ method: "GET", url: "/api/queues" });
       expect(response.statusCode).toBe(200);
-      const { queues } = response.json<{ queues: { name: string; counts: Record<string, number> }[] }>();
+      const { queues } = response.json<{
+        queues: { name: string; paused: boolean; counts: Record<string, number> }[];
+      }>();
       expect(queues.map((q) => q.name)).toEqual(["default", "email"]);
       for (const queue of queues) {
+        expect(queue.paused).toBe(false);
         expect(Object.keys(queue.counts).sort()).toEqual(
-          ["active", "completed", "delayed", "failed", "prioritized", "waiting"].sort(),
+          ["active", "completed", "delayed", "failed", "waiting"].sort(),
         );
         for (const count of Object.values(queue.counts)) expect(Number.isInteger(count)).toBe(true);
       }

@@ -23,6 +23,7 @@ import { buildApp, type AppDeps } from "../../src/api/app.js";
 import { listCaughtMessages, saveCaughtMessage } from "../../src/db/caught-messages.js";
 import { openDatabase, type Store } from "../../src/db/open.js";
 import { createUserIfMissing } from "../../src/db/users.js";
+import { recordHeartbeat } from "../../src/db/workers.js";
 import { openBroker, type Broker } from "../../src/queue/connection.js";
 import { createProducer } from "../../src/queue/producer.js";
 import { TaskRegistry } from "../../src/queue/task.js";
@@ -118,6 +119,8 @@ function bodyFor(operation: Operation): unknown {
   if (operation.template === "/api/campaigns")
     return { subject: "Bypass", text: "Hi", recipients: "bypass@example.com" };
   if (operation.template === "/api/tasks/{name}") return { input: { a: 1, b: 2 } };
+  if (operation.template === "/api/queues/{name}/clean")
+    return { state: "completed", olderThanMs: 3_600_000 };
   if (operation.template === "/api/auth/login") return { username: "admin", password: "not-the-password" };
   return {};
 }
@@ -153,6 +156,8 @@ describe("authorization by the matched route", () => {
       catcherEnabled: true,
       ping: { database: store.ping, broker: broker.ping },
       webRoot: WEB_ROOT,
+      // The fixture worker below beats once: it must stay listed for the whole file.
+      workerTimeoutMs: 3_600_000,
     };
     app = await buildApp(deps);
     address = new URL(await app.listen({ host: "127.0.0.1", port: 0 }));
@@ -201,7 +206,24 @@ describe("authorization by the matched route", () => {
     });
     expect(schedule.statusCode, schedule.body).toBe(201);
     const job = await producer.send(add, { a: 1, b: 2 });
+    const worker = {
+      id: "fixture-host:1:abc",
+      host: "fixture-host",
+      pid: 1,
+      queues: ["default"],
+      concurrency: 1,
+      startedAt: new Date(),
+      processed: 0,
+      failed: 0,
+      active: 0,
+      watchdogRestarts: 0,
+      lastJobAt: null,
+      running: [],
+    };
+    await recordHeartbeat(store.db, worker);
     const values: Record<string, string> = {
+      "/api/queues/{name}": "default",
+      "/api/workers/{id}": worker.id,
       "/api/campaigns/{id}": String(campaignId),
       "/api/messages/{id}": String(message!.id),
       "/api/schedules/{id}": "fixture",

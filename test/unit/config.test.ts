@@ -44,6 +44,8 @@ describe("loadConfig", () => {
       logLevel: "info",
       taskResultRetentionMs: 24 * 3600_000,
       taskErrorRetentionMs: 7 * 24 * 3600_000,
+      figuresRetentionDays: 30,
+      metricsToken: undefined,
     });
     expect(topologyOf(config)).toBe("embedded");
   });
@@ -303,5 +305,19 @@ describe("loadConfig", () => {
       if (saved === undefined) delete process.env.PORT;
       else process.env.PORT = saved;
     }
+  });
+
+  it("reads the monitor's settings and names a bad one", () => {
+    const config = loadConfig({
+      LOVAGE_FIGURES_RETENTION_DAYS: "7",
+      LOVAGE_METRICS_TOKEN: "a-scraper-token-123",
+    });
+    expect([config.figuresRetentionDays, config.metricsToken]).toEqual([7, "a-scraper-token-123"]);
+    expect(secretsInEnv({ LOVAGE_METRICS_TOKEN: "a-scraper-token-123" }).values).toContain(
+      "a-scraper-token-123",
+    );
+    const problems = problemsOf({ LOVAGE_FIGURES_RETENTION_DAYS: "0", LOVAGE_METRICS_TOKEN: "short" });
+    expect(problems.some((p) => p.startsWith("LOVAGE_FIGURES_RETENTION_DAYS:"))).toBe(true);
+    expect(problems).toContain("LOVAGE_METRICS_TOKEN: expected at least 16 characters, got 5");
   });
 });

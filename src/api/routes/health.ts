@@ -1,7 +1,5 @@
-/** Liveness, readiness (which dependency is down) and Prometheus metrics. */
+/** Liveness and readiness (which dependency is down); the metrics are in metrics.ts. */
 import type { FastifyInstance } from "fastify";
-import { Gauge, Registry, collectDefaultMetrics } from "prom-client";
-import { countsByStatus } from "../../db/recipients.js";
 import type { AppDeps } from "../app.js";
 import { noQuery } from "../input.js";
 
@@ -35,28 +33,6 @@ export async function healthRoutes(app: FastifyInstance, deps: AppDeps): Promise
       return reply
         .status(ready ? 200 : 503)
         .send({ status: ready ? "ready" : "unavailable", database, broker });
-    },
-  );
-
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: "lovage_" });
-  new Gauge({
-    name: "lovage_recipients",
-    help: "Recipients by status, across all campaigns",
-    labelNames: ["status"],
-    registers: [registry],
-    async collect() {
-      const counts = await countsByStatus(deps.db);
-      this.reset();
-      for (const [status, n] of Object.entries(counts)) this.set({ status }, n);
-    },
-  });
-  app.get(
-    "/metrics",
-    { config: { access: "public" }, schema: { hide: true, querystring: noQuery } },
-    async (_request, reply) => {
-      const body = await registry.metrics();
-      return reply.header("content-type", registry.contentType).send(body);
     },
   );
 }

@@ -1,16 +1,15 @@
 /**
  * Generic tasks over HTTP: send one by name, list jobs, read one with its attempts, cancel and
- * retry it, and the queues' counts. What a cancel or retry does is the producer's; this module
+ * retry it. What a cancel or retry does is the producer's; this module
  * only reads requests and shapes answers.
  */
 import type { FastifyInstance } from "fastify";
-import { liveWorkers } from "../../db/workers.js";
-import { EMAIL_QUEUE } from "../../mail/send-batch.js";
 import { JOB_STATES, JobQueryError, JobStateError, type JobStateName } from "../../queue/producer.js";
 import { NAME, type SendOptions } from "../../queue/task.js";
 import type { AppDeps } from "../app.js";
 import { ApiError, notFound } from "../errors.js";
 import { noBody, noQuery } from "../input.js";
+import { knownQueues } from "./queues.js";
 
 /** A runAt may lie this far back (it then runs at once) or ahead: as far as delayMs may. */
 const RUN_AT_RANGE_MS = 365 * 24 * 3600_000;
@@ -155,8 +154,7 @@ export async function taskRoutes(app: FastifyInstance, deps: AppDeps): Promise<v
     },
     async (request) => {
       const { queue, limit = 50, ...filters } = request.query;
-      // Without a queue, the queues this API knows: its tasks' and the email queue.
-      const queues = queue ? [queue] : [...new Set([EMAIL_QUEUE, ...deps.registry.queues()])].sort();
+      const queues = queue ? [queue] : knownQueues(deps);
       return answering(() => deps.producer.listJobs({ queues, limit, ...filters }));
     },
   );
@@ -214,41 +212,6 @@ export async function taskRoutes(app: FastifyInstance, deps: AppDeps): Promise<v
       const job = await answering(() => deps.producer.retry(request.params.id));
       if (!job) throw notFound(`job ${request.params.id}`);
       return job;
-    },
-  );
-
-  app.get(
-    "/api/workers",
-    {
-      config: { access: "signed-in" },
-      schema: {
-        summary: "Live worker processes with their counters and heartbeat",
-        tags,
-        querystring: noQuery,
-      },
-    },
-    async () => ({
-      workers: await liveWorkers(deps.db, deps.workerTimeoutMs ?? 15_000),
-    }),
-  );
-
-  app.get(
-    "/api/queues",
-    {
-      config: { access: "signed-in" },
-      schema: { summary: "Job counts per queue and state", tags, querystring: noQuery },
-    },
-    async () => {
-      const names = [...new Set([EMAIL_QUEUE, ...deps.registry.queues()])].sort();
-      const queues = await Promise.all(
-        names.map(async (name) => ({
-          name,
-          counts: await deps.broker
-            .queue(name)
-            .getJobCounts("waiting", "prioritized", "active", "delayed", "completed", "failed"),
-        })),
-      );
-      return { queues };
     },
   );
 }

@@ -23,13 +23,24 @@ interface Created {
 
 const FINISHED = new Set(["completed", "cancelled", "paused"]);
 
-function bar(view: CampaignView, width = 30): string {
+export function bar(view: CampaignView, width = 30): string {
   const c = view.counts;
   const done = c.sent + c.failed + c.skipped + c.unknown;
-  const fraction = view.total > 0 ? done / view.total : 1;
+  const fraction = view.total > 0 ? Math.min(1, done / view.total) : 1;
   const filled = Math.round(fraction * width);
-  const eta = view.etaSeconds ? ` eta ${view.etaSeconds}s` : "";
+  // A paused campaign has no ETA (the API says null); a finished one needs none.
+  const eta = view.status === "sending" && view.etaSeconds ? ` eta ${view.etaSeconds}s` : "";
   return `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${done}/${view.total} sent ${c.sent} failed ${c.failed} unknown ${c.unknown} · ${view.ratePerMinute}/min${eta}`;
+}
+
+/**
+ * The bar redrawn in place on a terminal: back to the line's start, the bar cut to the width
+ * (a wrapped line could not be redrawn), then erase to the end of the line, so that a shorter
+ * bar leaves nothing of a longer one behind.
+ */
+export function redraw(line: string, columns: number | undefined): string {
+  const fitted = columns && columns > 1 && line.length >= columns ? line.slice(0, columns - 1) : line;
+  return `\r${fitted}\x1b[K`;
 }
 
 /**
@@ -135,7 +146,7 @@ ${CONNECTION_HELP}`,
     const tty = process.stdout.isTTY;
     let lastPrinted = 0;
     while (!FINISHED.has(view.status)) {
-      if (tty) process.stdout.write(`\r${bar(view)}`);
+      if (tty) process.stdout.write(redraw(bar(view), process.stdout.columns));
       else if (Date.now() - lastPrinted > 5_000) {
         console.log(bar(view));
         lastPrinted = Date.now();
@@ -143,7 +154,7 @@ ${CONNECTION_HELP}`,
       await new Promise((resolve) => setTimeout(resolve, 500));
       view = await client.request<CampaignView>("GET", `/api/campaigns/${view.id}`);
     }
-    if (tty) process.stdout.write(`\r${bar(view)}\n`);
+    if (tty) process.stdout.write(`${redraw(bar(view), process.stdout.columns)}\n`);
     else console.log(bar(view));
     console.log(`Campaign ${view.id} ${view.status}${view.statusReason ? `: ${view.statusReason}` : ""}.`);
     return view.counts.sent === view.total ? 0 : 1;

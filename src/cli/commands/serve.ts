@@ -102,6 +102,8 @@ LOVAGE_BROKER_URL, LOVAGE_SMTP_URL, PORT, LOVAGE_ADMIN_PASSWORD, …).`,
         };
         process.on("SIGTERM", () => stop("SIGTERM"));
         process.on("SIGINT", () => stop("SIGINT"));
+        // A worker asked to stop from the API has nothing left to do in a worker-only process.
+        if (!roles.api) void lovage.workerStopped?.then(() => stop("remote shutdown"));
       });
     },
   };

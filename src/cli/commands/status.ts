@@ -15,7 +15,10 @@ export const status: Command = {
     const client = await connectFrom(values, env);
     const [{ campaigns }, { queues }] = await Promise.all([
       client.request<{ campaigns: CampaignView[] }>("GET", "/api/campaigns?limit=10"),
-      client.request<{ queues: { name: string; counts: Record<string, number> }[] }>("GET", "/api/queues"),
+      client.request<{ queues: { name: string; paused: boolean; counts: Record<string, number> }[] }>(
+        "GET",
+        "/api/queues",
+      ),
     ]);
     if (values.json) {
       console.log(JSON.stringify({ campaigns, queues }, null, 2));
@@ -33,7 +36,7 @@ export const status: Command = {
       console.log(
         `  ${q.name.padEnd(10)} ${Object.entries(q.counts)
           .map(([k, v]) => `${k} ${v}`)
-          .join(", ")}`,
+          .join(", ")}${q.paused ? " (paused)" : ""}`,
       );
     }
     return 0;

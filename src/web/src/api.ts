@@ -353,20 +353,263 @@ export async function getTask(id: string): Promise<TaskInfo> {
   return json("GET", `/api/tasks/${encodeURIComponent(id)}`);
 }
 
+export interface TaskDetail extends TaskInfo {
+  queue: string;
+  input: unknown;
+  error: string | null;
+  stack: string | null;
+  attemptsMade: number;
+  maxAttempts: number;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  worker: string | null;
+  scheduleId: string | null;
+  attempts?: { attempt: number; worker: string; startedAt: string; finishedAt: string; error: string }[];
+  stacktrace?: string[];
+}
+
+export interface TaskQuery {
+  state?: string;
+  name?: string;
+  queue?: string;
+  q?: string;
+  cursor?: string | null;
+  limit?: number;
+}
+
+export async function listTasks(
+  query: TaskQuery,
+): Promise<{ tasks: TaskDetail[]; nextCursor: string | null }> {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query)) {
+    if (value !== undefined && value !== null && value !== "") params.set(key, String(value));
+  }
+  const qs = params.toString();
+  return json("GET", `/api/tasks${qs ? `?${qs}` : ""}`);
+}
+
+export async function getTaskDetail(id: string): Promise<TaskDetail> {
+  return json("GET", `/api/tasks/${encodeURIComponent(id)}`);
+}
+
+export async function taskAction(id: string, action: "retry" | "cancel"): Promise<TaskDetail> {
+  return json("POST", `/api/tasks/${encodeURIComponent(id)}/${action}`);
+}
+
+export async function sendTask(
+  name: string,
+  input: unknown,
+  options: Record<string, unknown>,
+): Promise<{ id: string }> {
+  return json("POST", `/api/tasks/${encodeURIComponent(name)}`, { input, options });
+}
+
+export interface WorkerInfo {
+  id: string;
+  host: string;
+  pid: number;
+  queues: string[];
+  concurrency: number;
+  startedAt: string;
+  heartbeatAt: string;
+  processed: number;
+  failed: number;
+  active: number;
+  running: { id: string; task: string; startedAt: string }[];
+  emailsSent: number;
+  watchdogRestarts: number;
+  lastJobAt: string | null;
+  shutdownRequestedAt: string | null;
+}
+
+export async function listWorkers(): Promise<WorkerInfo[]> {
+  return (await json<{ workers: WorkerInfo[] }>("GET", "/api/workers")).workers;
+}
+
+export async function shutdownWorker(id: string): Promise<WorkerInfo> {
+  return json("POST", `/api/workers/${encodeURIComponent(id)}/shutdown`);
+}
+
+export interface QueueInfo {
+  name: string;
+  paused: boolean;
+  counts: { waiting: number; active: number; delayed: number; completed: number; failed: number };
+}
+
+export async function listQueues(): Promise<QueueInfo[]> {
+  return (await json<{ queues: QueueInfo[] }>("GET", "/api/queues")).queues;
+}
+
+export async function queueAction(name: string, action: "pause" | "resume"): Promise<QueueInfo> {
+  return json("POST", `/api/queues/${encodeURIComponent(name)}/${action}`);
+}
+
+export async function retryFailedJobs(name: string): Promise<{ retried: number; queue: QueueInfo }> {
+  return json("POST", `/api/queues/${encodeURIComponent(name)}/retry-failed`);
+}
+
+export async function cleanQueue(
+  name: string,
+  state: "completed" | "failed",
+  olderThanMs: number,
+): Promise<{ removed: number; queue: QueueInfo }> {
+  return json("POST", `/api/queues/${encodeURIComponent(name)}/clean`, { state, olderThanMs });
+}
+
+export interface ScheduleInfo {
+  id: string;
+  task: string;
+  queue: string;
+  cron: string | null;
+  everyMs: number | null;
+  timezone: string | null;
+  input: unknown;
+  enabled: boolean;
+  source: "code" | "api";
+  nextRunAt: string | null;
+  lastRun: { jobId: string; outcome: string; error: string | null; finishedAt: string } | null;
+}
+
+export async function listSchedules(): Promise<ScheduleInfo[]> {
+  return (await json<{ schedules: ScheduleInfo[] }>("GET", "/api/schedules")).schedules;
+}
+
+export async function createSchedule(body: {
+  id?: string;
+  task: string;
+  cron?: string;
+  everyMs?: number;
+  timezone?: string;
+  input?: unknown;
+}): Promise<ScheduleInfo> {
+  return json("POST", "/api/schedules", body);
+}
+
+export async function scheduleAction(id: string, action: "enable" | "disable" | "run"): Promise<unknown> {
+  return json("POST", `/api/schedules/${encodeURIComponent(id)}/${action}`);
+}
+
+export async function deleteSchedule(id: string): Promise<void> {
+  await send("DELETE", `/api/schedules/${encodeURIComponent(id)}`);
+}
+
+export type FigureRange = "hour" | "day";
+
+export interface Figures {
+  range: FigureRange;
+  stepMinutes: number;
+  since: string;
+  until: string;
+  emails: { at: string; sent: number; failed: number; deferred: number; unknown: number }[];
+  jobs: {
+    at: string;
+    completed: number;
+    failed: number;
+    retried: number;
+    cancelled: number;
+    runP50Ms: number | null;
+    runP95Ms: number | null;
+    waitP50Ms: number | null;
+    waitP95Ms: number | null;
+  }[];
+  queues: { at: string; queue: string; waiting: number; active: number; delayed: number; failed: number }[];
+  byServer: EmailBreakdown[];
+  byDomainGroup: EmailBreakdown[];
+  byTask: {
+    queue: string;
+    task: string;
+    completed: number;
+    failed: number;
+    retried: number;
+    cancelled: number;
+    runP50Ms: number | null;
+    runP95Ms: number | null;
+    waitP50Ms: number | null;
+    waitP95Ms: number | null;
+  }[];
+}
+
+export interface EmailBreakdown {
+  key: string;
+  sent: number;
+  failed: number;
+  deferred: number;
+  unknown: number;
+  smtpP50Ms: number | null;
+  smtpP95Ms: number | null;
+}
+
+export async function getFigures(range: FigureRange): Promise<Figures> {
+  return json("GET", `/api/figures?range=${range}`);
+}
+
+export interface LiveHandlers {
+  campaign?: (campaign: Campaign) => void;
+  workers?: (workers: WorkerInfo[]) => void;
+  queue?: (queue: QueueInfo) => void;
+}
+
+/** The one stream all views share: a browser allows few connections per server. */
+let stream: { source: EventSource; handlers: Set<LiveHandlers> } | null = null;
+
+function dispatch<T>(event: string, pick: (data: unknown) => T, call: (h: LiveHandlers, value: T) => void) {
+  stream?.source.addEventListener(event, (e) => {
+    let value: T;
+    try {
+      value = pick(JSON.parse((e as MessageEvent<string>).data));
+    } catch {
+      // A malformed event is dropped: the views' polls bring the same state anyway.
+      return;
+    }
+    for (const handlers of stream?.handlers ?? []) call(handlers, value);
+  });
+}
+
+/**
+ * Listens to /api/events for the events a view wants (`campaign`, `workers`, `queue`), over
+ * one EventSource shared by every view. EventSource cannot send headers, so the token goes in
+ * the query string. Returns the function that stops listening (the last one closes the stream).
+ */
+export function subscribeEvents(handlers: LiveHandlers): () => void {
+  const token = getToken();
+  if (!token || typeof EventSource === "undefined") return () => {};
+  if (!stream) {
+    stream = {
+      source: new EventSource(`/api/events?token=${encodeURIComponent(token)}`),
+      handlers: new Set(),
+    };
+    dispatch(
+      "campaign",
+      (d) => d as Campaign,
+      (h, v) => h.campaign?.(v),
+    );
+    dispatch(
+      "workers",
+      (d) => (d as { workers: WorkerInfo[] }).workers,
+      (h, v) => h.workers?.(v),
+    );
+    dispatch(
+      "queue",
+      (d) => d as QueueInfo,
+      (h, v) => h.queue?.(v),
+    );
+  }
+  const current = stream;
+  current.handlers.add(handlers);
+  return () => {
+    current.handlers.delete(handlers);
+    if (current.handlers.size === 0 && stream === current) {
+      current.source.close();
+      stream = null;
+    }
+  };
+}
+
 /**
  * Listens to `event: campaign` on /api/events. EventSource cannot send headers, so the
  * token goes in the query string. Returns the function that closes the stream.
  */
 export function subscribeCampaigns(onCampaign: (campaign: Campaign) => void): () => void {
-  const token = getToken();
-  if (!token || typeof EventSource === "undefined") return () => {};
-  const source = new EventSource(`/api/events?token=${encodeURIComponent(token)}`);
-  source.addEventListener("campaign", (event) => {
-    try {
-      onCampaign(JSON.parse((event as MessageEvent<string>).data) as Campaign);
-    } catch {
-      // A malformed event is dropped: the 3-second poll brings the same state anyway.
-    }
-  });
-  return () => source.close();
+  return subscribeEvents({ campaign: onCampaign });
 }

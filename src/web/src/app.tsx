@@ -7,9 +7,13 @@ import { CampaignsView } from "./campaigns-view";
 import { LoginView } from "./login-view";
 import { MessagesView } from "./messages-view";
 import { NewCampaignView } from "./new-campaign-view";
+import { OverviewView } from "./overview-view";
+import { QueuesView } from "./queues-view";
 import { href, navigate, type Route, useRoute } from "./route";
+import { SchedulesView } from "./schedules-view";
 import { TasksView } from "./tasks-view";
 import { UsersView } from "./users-view";
+import { WorkersView } from "./workers-view";
 
 const TABS: {
   label: string;
@@ -18,6 +22,12 @@ const TABS: {
   testId: string;
   adminOnly?: boolean;
 }[] = [
+  {
+    label: "Overview",
+    route: { view: "overview" },
+    active: (r) => r.view === "overview",
+    testId: "nav-overview",
+  },
   {
     label: "Campaigns",
     route: { view: "campaigns" },
@@ -36,7 +46,20 @@ const TABS: {
     active: (r) => r.view === "messages",
     testId: "nav-messages",
   },
+  {
+    label: "Workers",
+    route: { view: "workers" },
+    active: (r) => r.view === "workers",
+    testId: "nav-workers",
+  },
+  { label: "Queues", route: { view: "queues" }, active: (r) => r.view === "queues", testId: "nav-queues" },
   { label: "Tasks", route: { view: "tasks" }, active: (r) => r.view === "tasks", testId: "nav-tasks" },
+  {
+    label: "Schedules",
+    route: { view: "schedules" },
+    active: (r) => r.view === "schedules",
+    testId: "nav-schedules",
+  },
   {
     label: "Users",
     route: { view: "users" },
@@ -60,6 +83,10 @@ export function App() {
 
   useEffect(() => {
     const titles: Record<Route["view"], string> = {
+      overview: "Overview",
+      workers: "Workers",
+      queues: "Queues",
+      schedules: "Schedules",
       campaigns: "Campaigns",
       "new-campaign": "New campaign",
       campaign: "Campaign",
@@ -120,7 +147,11 @@ export function App() {
           />
         )}
         {route.view === "messages" && <MessagesView id={route.id} />}
-        {route.view === "tasks" && <TasksView />}
+        {route.view === "overview" && <OverviewView />}
+        {route.view === "workers" && <WorkersView id={route.id ?? null} />}
+        {route.view === "queues" && <QueuesView />}
+        {route.view === "tasks" && <TasksView id={route.id} queue={route.queue} state={route.state} />}
+        {route.view === "schedules" && <SchedulesView />}
         {route.view === "users" && <UsersView me={me?.username ?? ""} />}
       </main>
     </div>
