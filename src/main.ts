@@ -127,8 +127,9 @@ function startHeartbeat(
     ...worker.stats(),
   });
   let asked = false;
+  let inFlight: Promise<void> = Promise.resolve();
   const beat = () =>
-    recordHeartbeat(store.db, snapshot()).then(
+    (inFlight = recordHeartbeat(store.db, snapshot()).then(
       (answer) => {
         if (answer.shutdownRequested && !asked) {
           asked = true;
@@ -136,14 +137,18 @@ function startHeartbeat(
         }
       },
       (error: unknown) => logger.warn({ err: (error as Error).message }, "heartbeat not recorded"),
-    );
+    ));
   void beat();
   void forgetOldWorkers(store.db).catch(() => undefined);
   const timer = setInterval(() => void beat(), HEARTBEAT_MS);
-  return async () => {
-    clearInterval(timer);
-    await recordHeartbeat(store.db, snapshot(), true).catch(() => undefined);
-  };
+  let stopping: Promise<void> | undefined;
+  return () =>
+    (stopping ??= (async () => {
+      clearInterval(timer);
+      // A beat still on its way would land after the last one and list the worker again.
+      await inFlight;
+      await recordHeartbeat(store.db, snapshot(), true).catch(() => undefined);
+    })());
 }
 
 /** Something opened that main closes, in reverse order. */

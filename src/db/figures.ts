@@ -13,7 +13,7 @@ import { sql, type Kysely } from "kysely";
 import type { Db } from "./recipients.js";
 import type { Database } from "./schema.js";
 
-/** Histogram bounds in ms, as written in migration 0006 (lovage.duration_histogram). */
+/** Histogram bounds in ms, as written in migration 0006 (the attempts trigger). */
 export const DURATION_BUCKETS_MS = Object.freeze([
   5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000,
 ]);
