@@ -4,6 +4,7 @@
  * problem at once with the setting's name, and it returns a frozen object.
  */
 import { resolve } from "node:path";
+import { parseSmtpServerUrl, parseSmtpServerUrls } from "./mail/smtp-server-url.js";
 import { decodePercent, redactUrl, urlPassword, urlUsername, type Secrets } from "./redact.js";
 
 export { redactUrl };
@@ -19,6 +20,12 @@ export interface Config {
   readonly brokerUrl: string | undefined;
   /** `LOVAGE_SMTP_URL`: comma-separated `smtp://`/`smtps://` URLs; empty means the mail catcher. */
   readonly smtpUrls: readonly string[];
+  /** `LOVAGE_SMTP_CA_FILE`: PEM certificates that verify the SMTP servers' certificates; unset: the system's trusted CAs. Verification is always on. */
+  readonly smtpCaFile: string | undefined;
+  /** `LOVAGE_SMTP_EHLO_NAME`: the name Lovage gives in EHLO; default the host name of `LOVAGE_PUBLIC_URL`, else the machine's if it has a dot. */
+  readonly smtpEhloName: string | undefined;
+  /** `LOVAGE_PUBLIC_URL`: where users and mailbox providers reach the API (`https://mail.example.com`), without a trailing slash; unset: no unsubscribe links. */
+  readonly publicUrl: string | undefined;
   /** `LOVAGE_HOST`, default `127.0.0.1`. */
   readonly host: string;
   /** `PORT`, default 5000; 0 picks a free port. */
@@ -74,6 +81,10 @@ type Env = Record<string, string | undefined>;
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
+/** A fully qualified host name, as EHLO wants it (RFC 5321 §4.1.1.1), ASCII. */
+const HOST_NAME =
+  /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$/i;
+
 export const DEFAULT_TASK_MODULES = ["lovage:examples/add/tasks.js"];
 
 /** Reads and validates every setting; throws a ConfigError listing every problem at once. */
@@ -111,10 +122,28 @@ export function loadConfig(env: Env): Config {
   };
 
   const smtpUrls = splitUrls(text("LOVAGE_SMTP_URL") ?? "").filter((raw) => {
-    const problem = urlProblem(raw, ["smtp", "smtps"], "smtp://user:pass@relay:587");
+    const problem =
+      urlProblem(raw, ["smtp", "smtps"], "smtp://user:pass@relay:587") ?? smtpParameterProblem(raw);
     if (problem !== undefined) problems.push(`LOVAGE_SMTP_URL: ${problem}`);
     return problem === undefined;
   });
+  if (smtpUrls.length > 1) {
+    try {
+      parseSmtpServerUrls(smtpUrls);
+    } catch (error) {
+      problems.push(`LOVAGE_SMTP_URL: ${(error as Error).message}`);
+    }
+  }
+  const publicUrl = url("LOVAGE_PUBLIC_URL", ["http", "https"], "https://mail.example.com");
+  if (publicUrl !== undefined && /[?#]/.test(publicUrl)) {
+    problems.push(`LOVAGE_PUBLIC_URL: expected no query or fragment, got "${publicUrl}"`);
+  }
+  const ehloName = text("LOVAGE_SMTP_EHLO_NAME");
+  if (ehloName !== undefined && !HOST_NAME.test(ehloName)) {
+    problems.push(
+      `LOVAGE_SMTP_EHLO_NAME: expected a host name such as mail.example.com (letters, digits, "-" and dots), got "${ehloName}"`,
+    );
+  }
 
   const logLevel = text("LOVAGE_LOG_LEVEL") ?? "info";
   if (!LOG_LEVELS.includes(logLevel)) {
@@ -134,6 +163,9 @@ export function loadConfig(env: Env): Config {
     databaseUrl: url("LOVAGE_DATABASE_URL", ["postgres", "postgresql"], "postgres://user@host:5432/lovage"),
     brokerUrl: url("LOVAGE_BROKER_URL", ["redis", "rediss"], "redis://127.0.0.1:6379"),
     smtpUrls,
+    smtpCaFile: text("LOVAGE_SMTP_CA_FILE"),
+    smtpEhloName: ehloName,
+    publicUrl: publicUrl?.replace(/\/+$/, ""),
     host: text("LOVAGE_HOST") ?? "127.0.0.1",
     port: integer("PORT", 5000, 0, 65535),
     catcherPort: integer("LOVAGE_CATCHER_PORT", 2525, 0, 65535),
@@ -223,6 +255,16 @@ function urlProblem(raw: string, schemes: string[], example: string): string | u
     return `the user name or password holds a / ? or # that ends the address: percent-encode it (%2F, %3F, %23), ${got}`;
   }
   return undefined;
+}
+
+/** Why an SMTP URL's parameters are refused (smtp-server-url.ts), naming the server, or undefined. */
+function smtpParameterProblem(raw: string): string | undefined {
+  try {
+    parseSmtpServerUrl(raw);
+    return undefined;
+  } catch (error) {
+    return `server "${redactUrl(raw)}": ${(error as Error).message}`;
+  }
 }
 
 /**

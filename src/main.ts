@@ -5,6 +5,7 @@
  * import time.
  */
 import { randomBytes } from "node:crypto";
+import { readFile } from "node:fs/promises";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { resolve } from "node:path";
 import type { FastifyInstance } from "fastify";
@@ -24,12 +25,20 @@ import { createDispatcher, type Dispatcher } from "./mail/dispatcher.js";
 import { createSendBatchTask } from "./mail/send-batch.js";
 import { createDispatchStore, createSendStore } from "./stores.js";
 import { createSmtpTransport, type Transport } from "./mail/transport-pool.js";
+import { ehloNameOf, type SmtpConnectionSettings } from "./mail/smtp-connection-options.js";
 import { openBroker, type Broker } from "./queue/connection.js";
 import { createProducer } from "./queue/producer.js";
 import { createSchedules } from "./queue/schedules.js";
 import { TaskRegistry, type AnyTask, type Retention } from "./queue/task.js";
 import { createWorkerId, startWorker, type RunningWorker } from "./queue/worker.js";
-import { connectFailure, listenFailure, listenSetting, messageOf, naming } from "./setting-error.js";
+import {
+  SettingError,
+  connectFailure,
+  listenFailure,
+  listenSetting,
+  messageOf,
+  naming,
+} from "./setting-error.js";
 
 export interface Roles {
   /** HTTP API, dashboard and dispatcher. */
@@ -189,6 +198,22 @@ async function syncSchedules(broker: Broker, store: Store, tasks: TaskRegistry, 
   await createSchedules({ broker, store: createScheduleStore(store.db), tasks, retention }).sync(tasks.all());
 }
 
+/** The files the SMTP connections need, read once at start; a file that cannot be read stops it. */
+export async function smtpConnectionSettings(config: Config): Promise<SmtpConnectionSettings> {
+  const read = (setting: string, path: string | undefined) =>
+    path === undefined
+      ? Promise.resolve(undefined)
+      : naming(setting, readFile(path, "utf8"), (error) => `cannot read ${path}: ${messageOf(error)}`);
+  const ca = await read("LOVAGE_SMTP_CA_FILE", config.smtpCaFile);
+  if (ca !== undefined && !ca.includes("-----BEGIN CERTIFICATE-----")) {
+    throw new SettingError("LOVAGE_SMTP_CA_FILE", `${config.smtpCaFile} holds no PEM certificate`);
+  }
+  return {
+    ca,
+    ehloName: ehloNameOf({ ehloName: config.smtpEhloName, publicUrl: config.publicUrl }),
+  };
+}
+
 /** The worker role: SMTP (or the mail catcher), the send-batch task and the user's tasks, heartbeats. */
 async function startWorkerRole(
   config: Config,
@@ -209,11 +234,13 @@ async function startWorkerRole(
       (error) => listenFailure(error, config.catcherPort),
     );
     opened.push(catcher);
-    smtpUrls = [catcher.url];
+    // The catcher offers no STARTTLS (loopback only); the URL says so rather than rely on it.
+    smtpUrls = [`${catcher.url}?tls=none`];
   }
   const transport: Transport = createSmtpTransport(smtpUrls, {
     poolSize: config.smtpPoolSize,
     timeoutMs: config.smtpTimeoutMs,
+    connection: await smtpConnectionSettings(config),
   });
   opened.push(transport);
   const workerId = createWorkerId();

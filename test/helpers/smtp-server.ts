@@ -39,6 +39,10 @@ export interface ReceivedMessage {
   text: string;
   /** The message as received (dot-stuffing removed); empty unless `keepBodies`. */
   raw: string;
+  /** Whether the session was over TLS (STARTTLS or implicit) when the message came. */
+  secure: boolean;
+  /** The name the client gave in EHLO/HELO. */
+  clientHostname: string;
 }
 
 export interface TestSmtpServer {
@@ -70,6 +74,11 @@ export interface TestSmtpServerOptions {
   host?: string;
   /** @defaultValue 0: a free port */
   port?: number;
+  /**
+   * A certificate and key (PEM): the server offers STARTTLS with them (or, with `implicit`,
+   * speaks TLS from the first byte, as smtps://). @defaultValue no TLS: STARTTLS is not offered
+   */
+  tls?: { key: string; cert: string; implicit?: boolean };
 }
 
 type Outcome =
@@ -154,6 +163,8 @@ export async function startTestSmtpServer(options: TestSmtpServerOptions = {}): 
       messageId: parsed.messageId ?? null,
       text: keepBodies ? (parsed.text ?? "") : "",
       raw: keepBodies ? raw.toString("utf8") : "",
+      secure: session.secure,
+      clientHostname: session.hostNameAppearsAs,
     });
     for (const address of envelopeTo) {
       const key = address.toLowerCase();
@@ -177,9 +188,11 @@ export async function startTestSmtpServer(options: TestSmtpServerOptions = {}): 
   }
 
   const server = new SMTPServer({
-    // STARTTLS would make every client negotiate TLS with smtp-server's test certificate: slow,
-    // and beside the point of a loopback test server.
-    disabledCommands: ["STARTTLS"],
+    // Without a certificate of the test's own, STARTTLS would make every client negotiate TLS
+    // with smtp-server's test certificate: slow, and beside the point of a loopback test server.
+    ...(options.tls
+      ? { key: options.tls.key, cert: options.tls.cert, secure: options.tls.implicit === true }
+      : { disabledCommands: ["STARTTLS"] }),
     authOptional: true,
     allowInsecureAuth: true,
     onAuth(auth, _session, callback) {
@@ -242,7 +255,7 @@ export async function startTestSmtpServer(options: TestSmtpServerOptions = {}): 
 
   let closing: Promise<void> | undefined;
   return {
-    url: `smtp://${host}:${port}`,
+    url: `${options.tls?.implicit ? "smtps" : "smtp"}://${host}:${port}`,
     port,
     received,
     deliveries: (address) => deliveryCounts.get(address.toLowerCase()) ?? 0,

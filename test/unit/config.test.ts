@@ -22,6 +22,9 @@ describe("loadConfig", () => {
       databaseUrl: undefined,
       brokerUrl: undefined,
       smtpUrls: [],
+      smtpCaFile: undefined,
+      smtpEhloName: undefined,
+      publicUrl: undefined,
       host: "127.0.0.1",
       port: 5000,
       catcherPort: 2525,
@@ -210,6 +213,39 @@ describe("loadConfig", () => {
     });
     expect(problems).toHaveLength(2);
     expect(problems.join("\n")).not.toMatch(/broker-secret|smtp-secret/);
+  });
+
+  it("names the server and the parameter of a bad SMTP URL parameter, with its password redacted", () => {
+    const problems = problemsOf({
+      LOVAGE_SMTP_URL: "smtp://ok:25, smtp://user:smtp-secret@relay:587?tls=sometimes",
+    });
+    expect(problems).toEqual([
+      'LOVAGE_SMTP_URL: server "smtp://user:***@relay:587?tls=sometimes": tls: expected required, none or opportunistic, got "sometimes"',
+    ]);
+    expect(problemsOf({ LOVAGE_SMTP_URL: "smtp://relay:25?starttls=require" })[0]).toMatch(
+      /^LOVAGE_SMTP_URL: server "smtp:\/\/relay:25\?starttls=require": unknown parameter "starttls"/,
+    );
+    expect(problemsOf({ LOVAGE_SMTP_URL: "smtp://a:25?name=x,smtp://b:25?name=x" })).toEqual([
+      'LOVAGE_SMTP_URL: two servers are named "x": give each a distinct name=',
+    ]);
+  });
+
+  it("reads the TLS, EHLO and public URL settings, and refuses bad ones by name", () => {
+    const config = loadConfig({
+      LOVAGE_SMTP_URL: "smtp://relay:587?tls=required",
+      LOVAGE_SMTP_CA_FILE: "/etc/lovage/ca.pem",
+      LOVAGE_SMTP_EHLO_NAME: "mail.example.com",
+      LOVAGE_PUBLIC_URL: "https://lists.example.com/",
+    });
+    expect(config).toMatchObject({
+      smtpCaFile: "/etc/lovage/ca.pem",
+      smtpEhloName: "mail.example.com",
+      publicUrl: "https://lists.example.com",
+    });
+    expect(problemsOf({ LOVAGE_SMTP_EHLO_NAME: "localhost", LOVAGE_PUBLIC_URL: "ftp://x" })).toEqual([
+      expect.stringMatching(/^LOVAGE_PUBLIC_URL: expected http:\/\/ or https:\/\//),
+      expect.stringMatching(/^LOVAGE_SMTP_EHLO_NAME: expected a host name such as mail\.example\.com/),
+    ]);
   });
 
   it("never echoes a short JWT secret or admin password, only their length", () => {
