@@ -4,6 +4,7 @@
  * problem at once with the setting's name, and it returns a frozen object.
  */
 import { resolve } from "node:path";
+import { parseMailbox } from "./mail/message.js";
 import { parseSmtpServerUrl, parseSmtpServerUrls } from "./mail/smtp-server-url.js";
 import { decodePercent, redactUrl, urlPassword, urlUsername, type Secrets } from "./redact.js";
 
@@ -26,6 +27,10 @@ export interface Config {
   readonly smtpEhloName: string | undefined;
   /** `LOVAGE_PUBLIC_URL`: where users and mailbox providers reach the API (`https://mail.example.com`), without a trailing slash; unset: no unsubscribe links. */
   readonly publicUrl: string | undefined;
+  /** `LOVAGE_DEFAULT_FROM`: the sender of campaigns that give none (`News <news@example.com>`); unset with a relay: campaigns must give `from`. */
+  readonly defaultFrom: string | undefined;
+  /** `LOVAGE_DKIM_DOMAIN`, `LOVAGE_DKIM_SELECTOR`, `LOVAGE_DKIM_KEY_FILE` (a PEM private key): every message is signed; unset: no DKIM signature. */
+  readonly dkim: { readonly domain: string; readonly selector: string; readonly keyFile: string } | undefined;
   /** `LOVAGE_HOST`, default `127.0.0.1`. */
   readonly host: string;
   /** `PORT`, default 5000; 0 picks a free port. */
@@ -138,6 +143,43 @@ export function loadConfig(env: Env): Config {
   if (publicUrl !== undefined && /[?#]/.test(publicUrl)) {
     problems.push(`LOVAGE_PUBLIC_URL: expected no query or fragment, got "${publicUrl}"`);
   }
+  const defaultFrom = text("LOVAGE_DEFAULT_FROM");
+  if (defaultFrom !== undefined) {
+    const parsed = parseMailbox(defaultFrom);
+    if (!parsed.ok)
+      problems.push(
+        `LOVAGE_DEFAULT_FROM: expected an address or "Name <address>", got "${defaultFrom}": ${parsed.reason}`,
+      );
+  }
+  const dkimDomain = text("LOVAGE_DKIM_DOMAIN");
+  const dkimSelector = text("LOVAGE_DKIM_SELECTOR");
+  const dkimKeyFile = text("LOVAGE_DKIM_KEY_FILE");
+  const dkimGiven = [dkimDomain, dkimSelector, dkimKeyFile].filter((v) => v !== undefined).length;
+  if (dkimGiven > 0 && dkimGiven < 3) {
+    const missing = [
+      ["LOVAGE_DKIM_DOMAIN", dkimDomain],
+      ["LOVAGE_DKIM_SELECTOR", dkimSelector],
+      ["LOVAGE_DKIM_KEY_FILE", dkimKeyFile],
+    ]
+      .filter(([, value]) => value === undefined)
+      .map(([name]) => name);
+    problems.push(
+      `${missing.join(", ")}: DKIM signing needs the domain, the selector and the key file together`,
+    );
+  }
+  if (dkimDomain !== undefined && !HOST_NAME.test(dkimDomain)) {
+    problems.push(
+      `LOVAGE_DKIM_DOMAIN: expected a domain such as example.com (ASCII; punycode for an IDN), got "${dkimDomain}"`,
+    );
+  }
+  if (
+    dkimSelector !== undefined &&
+    !/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/i.test(dkimSelector)
+  ) {
+    problems.push(
+      `LOVAGE_DKIM_SELECTOR: expected letters, digits, "-" and dots, like lovage1, got "${dkimSelector}"`,
+    );
+  }
   const ehloName = text("LOVAGE_SMTP_EHLO_NAME");
   if (ehloName !== undefined && !HOST_NAME.test(ehloName)) {
     problems.push(
@@ -166,6 +208,11 @@ export function loadConfig(env: Env): Config {
     smtpCaFile: text("LOVAGE_SMTP_CA_FILE"),
     smtpEhloName: ehloName,
     publicUrl: publicUrl?.replace(/\/+$/, ""),
+    defaultFrom,
+    dkim:
+      dkimDomain && dkimSelector && dkimKeyFile
+        ? { domain: dkimDomain, selector: dkimSelector, keyFile: dkimKeyFile }
+        : undefined,
     host: text("LOVAGE_HOST") ?? "127.0.0.1",
     port: integer("PORT", 5000, 0, 65535),
     catcherPort: integer("LOVAGE_CATCHER_PORT", 2525, 0, 65535),
@@ -204,6 +251,7 @@ export function loadConfig(env: Env): Config {
     smtpUrls: Object.freeze([...config.smtpUrls]),
     taskModules: Object.freeze([...config.taskModules]),
     queues: config.queues && Object.freeze([...config.queues]),
+    dkim: config.dkim && Object.freeze({ ...config.dkim }),
   });
 }
 

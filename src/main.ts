@@ -4,7 +4,7 @@
  * each. Whatever is opened here is closed in reverse order by `close()`. Nothing connects at
  * import time.
  */
-import { randomBytes } from "node:crypto";
+import { createPrivateKey, randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { resolve } from "node:path";
@@ -23,9 +23,15 @@ import { createRedactingLogger } from "./logger.js";
 import { openMailCatcher, type MailCatcher } from "./mail/catcher.js";
 import { createDispatcher, type Dispatcher } from "./mail/dispatcher.js";
 import { createSendBatchTask } from "./mail/send-batch.js";
+import type { MessageSettings } from "./mail/message.js";
+import { createTokens, type Tokens } from "./mail/tokens.js";
 import { createDispatchStore, createSendStore } from "./stores.js";
 import { createSmtpTransport, type Transport } from "./mail/transport-pool.js";
-import { ehloNameOf, type SmtpConnectionSettings } from "./mail/smtp-connection-options.js";
+import {
+  ehloNameOf,
+  type DkimSettings,
+  type SmtpConnectionSettings,
+} from "./mail/smtp-connection-options.js";
 import { openBroker, type Broker } from "./queue/connection.js";
 import { createProducer } from "./queue/producer.js";
 import { createSchedules } from "./queue/schedules.js";
@@ -63,7 +69,23 @@ export const ADMIN_USER = "admin";
 /** How often a worker reports itself; `GET /api/workers` drops one silent for three beats. */
 export const HEARTBEAT_MS = 5_000;
 export const WORKER_TIMEOUT_MS = 3 * HEARTBEAT_MS;
-export const DEFAULT_FROM = "Lovage <no-reply@lovage.local>";
+/**
+ * The sender of campaigns without one when nothing else is set and mail goes to the catcher
+ * only: no one outside ever sees it. With a relay there is no such default (LOVAGE_DEFAULT_FROM).
+ */
+export const CATCHER_FROM = "Lovage <no-reply@lovage.localhost>";
+
+/** The secret under the opaque ids and unsubscribe tokens (mail/tokens.ts), made once per deployment. */
+export async function mailTokens(store: Store): Promise<Tokens> {
+  return createTokens(
+    await getOrCreateSetting(store.db, "mail_token_secret", () => randomBytes(32).toString("base64url")),
+  );
+}
+
+/** What every message shares, for the send-batch task and the test send. */
+export async function messageSettings(store: Store): Promise<MessageSettings> {
+  return { tokens: await mailTokens(store) };
+}
 
 export function createLogger(
   config: Pick<Config, "logLevel"> & Parameters<typeof secretsInConfig>[0],
@@ -208,9 +230,24 @@ export async function smtpConnectionSettings(config: Config): Promise<SmtpConnec
   if (ca !== undefined && !ca.includes("-----BEGIN CERTIFICATE-----")) {
     throw new SettingError("LOVAGE_SMTP_CA_FILE", `${config.smtpCaFile} holds no PEM certificate`);
   }
+  let dkim: DkimSettings | undefined;
+  if (config.dkim) {
+    const privateKey = (await read("LOVAGE_DKIM_KEY_FILE", config.dkim.keyFile))!;
+    try {
+      createPrivateKey(privateKey);
+    } catch (error) {
+      throw new SettingError(
+        "LOVAGE_DKIM_KEY_FILE",
+        `${config.dkim.keyFile} holds no private key in PEM form (${messageOf(error)})`,
+        { cause: error },
+      );
+    }
+    dkim = { domainName: config.dkim.domain, keySelector: config.dkim.selector, privateKey };
+  }
   return {
     ca,
     ehloName: ehloNameOf({ ehloName: config.smtpEhloName, publicUrl: config.publicUrl }),
+    dkim,
   };
 }
 
@@ -253,6 +290,7 @@ async function startWorkerRole(
       maxAttempts: config.maxAttempts,
       retryBaseMs: config.retryBaseMs,
       leaseMs: config.leaseMs,
+      message: await messageSettings(store),
       logger,
     }),
   );
@@ -306,7 +344,7 @@ async function startApiRole(
     jwtSecret,
     maxBodyBytes: config.maxBodyBytes,
     maxUploadBytes: config.maxUploadBytes,
-    defaultFrom: DEFAULT_FROM,
+    defaultFrom: config.defaultFrom ?? (config.smtpUrls.length === 0 ? CATCHER_FROM : undefined),
     workerTimeoutMs: WORKER_TIMEOUT_MS,
     catcherEnabled: config.smtpUrls.length === 0,
     ping: { database: store.ping, broker: broker.ping },

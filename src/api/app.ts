@@ -39,7 +39,8 @@ export interface AppDeps {
   jwtSecret: string;
   maxBodyBytes: number;
   maxUploadBytes: number;
-  defaultFrom: string;
+  /** The sender of campaigns that give none; undefined: they must give one. */
+  defaultFrom: string | undefined;
   /** A worker silent this long is presumed dead and not listed; default 15 s. */
   workerTimeoutMs?: number;
   catcherEnabled: boolean;

@@ -24,7 +24,10 @@ export type Db = Kysely<Database> | Transaction<Database>;
 
 export interface NewRecipient {
   line: number;
+  /** The dedupe key (lowercased). */
   email: string;
+  /** The address to send to, when its case differs from `email`. */
+  address?: string;
   fields: Record<string, string>;
 }
 
@@ -33,6 +36,8 @@ export interface RecipientRow {
   campaignId: number;
   line: number;
   email: string;
+  /** What is sent to: the address as typed. */
+  address: string;
   fields: Record<string, string>;
   status: RecipientStatus;
   attempts: number;
@@ -49,6 +54,7 @@ const ROW_COLUMNS = [
   "campaign_id",
   "line",
   "email",
+  "address",
   "fields",
   "status",
   "attempts",
@@ -65,6 +71,7 @@ type RawRow = {
   campaign_id: number;
   line: number;
   email: string;
+  address: string | null;
   fields: Record<string, string>;
   status: string;
   attempts: number;
@@ -82,6 +89,7 @@ function toRow(raw: RawRow): RecipientRow {
     campaignId: raw.campaign_id,
     line: raw.line,
     email: raw.email,
+    address: raw.address ?? raw.email,
     fields: raw.fields,
     status: raw.status as RecipientStatus,
     attempts: raw.attempts,
@@ -107,10 +115,11 @@ export async function insertRecipients(
 ): Promise<{ inserted: number; duplicates: { line: number; email: string; firstLine: number }[] }> {
   if (recipients.length === 0) return { inserted: 0, duplicates: [] };
   const inserted = await sql<{ line: number }>`
-    INSERT INTO lovage.recipients (campaign_id, line, email, fields)
-    SELECT ${campaignId}, line, email, fields::jsonb
+    INSERT INTO lovage.recipients (campaign_id, line, email, address, fields)
+    SELECT ${campaignId}, line, email, address, fields::jsonb
     FROM unnest(${recipients.map((r) => r.line)}::int[], ${recipients.map((r) => r.email)}::text[],
-      ${recipients.map((r) => JSON.stringify(r.fields))}::text[]) AS t(line, email, fields)
+      ${recipients.map((r) => r.address ?? null)}::text[],
+      ${recipients.map((r) => JSON.stringify(r.fields))}::text[]) AS t(line, email, address, fields)
     ON CONFLICT (campaign_id, email) DO NOTHING
     RETURNING line`.execute(db);
   if (inserted.rows.length === recipients.length) return { inserted: inserted.rows.length, duplicates: [] };

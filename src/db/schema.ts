@@ -30,6 +30,9 @@ export interface CampaignsTable {
   created_at: CreatedAt;
   started_at: Date | null;
   completed_at: Date | null;
+  reply_to: string | null;
+  headers: ColumnType<Record<string, string>, string | undefined, string>;
+  list_unsubscribe: Generated<boolean>;
 }
 
 export interface RecipientsTable {
@@ -37,6 +40,7 @@ export interface RecipientsTable {
   campaign_id: number;
   line: number;
   email: string;
+  address: string | null;
   fields: ColumnType<Record<string, string>, string, string>;
   status: Generated<string>;
   attempts: Generated<number>;

@@ -5,18 +5,11 @@
  */
 import nodemailer from "nodemailer";
 import type SMTPPool from "nodemailer/lib/smtp-pool/index.js";
+import { toNodemailerMessage, type OutgoingMessage } from "./message.js";
 import { smtpConnectionOptions, type SmtpConnectionSettings } from "./smtp-connection-options.js";
 import { parseSmtpServerUrl } from "./smtp-server-url.js";
 
-export interface OutgoingMessage {
-  from: string;
-  to: string;
-  subject: string;
-  text?: string | undefined;
-  html?: string | undefined;
-  messageId: string;
-  headers?: Record<string, string>;
-}
+export type { OutgoingMessage };
 
 /**
  * - `temporary`: the server said 4xx, or the message was never handed over (refused
@@ -111,15 +104,9 @@ export function createSmtpTransport(
     async send(message) {
       const server = servers[next++ % servers.length]!;
       try {
-        const info = (await server.transport.sendMail({
-          from: message.from,
-          to: message.to,
-          subject: message.subject,
-          text: message.text,
-          html: message.html,
-          messageId: message.messageId,
-          headers: message.headers,
-        })) as { response?: string };
+        const info = (await server.transport.sendMail(toNodemailerMessage(message))) as {
+          response?: string;
+        };
         return { ok: true, response: info.response ?? "250", server: server.name };
       } catch (error) {
         const smtpError = error as SmtpError;

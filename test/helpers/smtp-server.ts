@@ -50,6 +50,8 @@ export interface TestSmtpServer {
   port: number;
   /** One entry per accepted message, in the order they were accepted. */
   received: ReceivedMessage[];
+  /** The raw text of every message read to its end at DATA, accepted or not (with `keepBodies`). */
+  dataSeen: string[];
   /** How many accepted messages were addressed (in the envelope) to this address. */
   deliveries(address: string): number;
   /** Addresses that were in the envelope of more than one accepted message. */
@@ -96,6 +98,7 @@ export async function startTestSmtpServer(options: TestSmtpServerOptions = {}): 
   let closed = false;
 
   const received: ReceivedMessage[] = [];
+  const dataSeen: string[] = [];
   const deliveryCounts = new Map<string, number>();
   const presentations = new Map<string, number>();
   const messageIndexBySession = new Map<string, number>();
@@ -175,6 +178,7 @@ export async function startTestSmtpServer(options: TestSmtpServerOptions = {}): 
   async function answerData(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<Outcome> {
     // Read to the end before answering, like a real server: the reply comes after the final dot.
     const raw = await readMessage(stream);
+    if (keepBodies) dataSeen.push(raw.toString("utf8"));
     let reply: Reply = "accept";
     if (stage === "data") {
       for (const rcpt of session.envelope.rcptTo) {
@@ -258,6 +262,7 @@ export async function startTestSmtpServer(options: TestSmtpServerOptions = {}): 
     url: `${options.tls?.implicit ? "smtps" : "smtp"}://${host}:${port}`,
     port,
     received,
+    dataSeen,
     deliveries: (address) => deliveryCounts.get(address.toLowerCase()) ?? 0,
     duplicates: () => [...deliveryCounts].filter(([, count]) => count > 1).map(([address]) => address),
     setScript(fn) {

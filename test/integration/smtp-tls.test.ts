@@ -11,8 +11,8 @@ import { startTestSmtpServer, type TestSmtpServer } from "../helpers/smtp-server
 import { makeTestCertificates, type TestCertificates } from "../helpers/tls-cert.js";
 
 const message = (to: string) => ({
-  from: "Lovage test <sender@example.com>",
-  to,
+  from: { name: "Lovage test", address: "sender@example.com" },
+  to: { name: "", address: to },
   subject: "TLS",
   text: "hello",
   messageId: `<${to.replace(/\W/g, "")}@example.com>`,

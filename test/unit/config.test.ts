@@ -25,6 +25,8 @@ describe("loadConfig", () => {
       smtpCaFile: undefined,
       smtpEhloName: undefined,
       publicUrl: undefined,
+      defaultFrom: undefined,
+      dkim: undefined,
       host: "127.0.0.1",
       port: 5000,
       catcherPort: 2525,
@@ -246,6 +248,25 @@ describe("loadConfig", () => {
       expect.stringMatching(/^LOVAGE_PUBLIC_URL: expected http:\/\/ or https:\/\//),
       expect.stringMatching(/^LOVAGE_SMTP_EHLO_NAME: expected a host name such as mail\.example\.com/),
     ]);
+  });
+
+  it("reads DKIM settings together and names the missing ones", () => {
+    const dkim = {
+      LOVAGE_DKIM_DOMAIN: "shop.example",
+      LOVAGE_DKIM_SELECTOR: "lovage1",
+      LOVAGE_DKIM_KEY_FILE: "/k.pem",
+    };
+    expect(loadConfig(dkim).dkim).toEqual({ domain: "shop.example", selector: "lovage1", keyFile: "/k.pem" });
+    expect(problemsOf({ LOVAGE_DKIM_DOMAIN: "shop.example" })).toEqual([
+      "LOVAGE_DKIM_SELECTOR, LOVAGE_DKIM_KEY_FILE: DKIM signing needs the domain, the selector and the key file together",
+    ]);
+    expect(problemsOf({ ...dkim, LOVAGE_DKIM_SELECTOR: "a b" })[0]).toMatch(/^LOVAGE_DKIM_SELECTOR: /);
+    expect(problemsOf({ LOVAGE_DEFAULT_FROM: "News <news@localhost>" })[0]).toMatch(
+      /^LOVAGE_DEFAULT_FROM: expected an address or "Name <address>"/,
+    );
+    expect(loadConfig({ LOVAGE_DEFAULT_FROM: "Tin tức: Shop <news@shop.example>" }).defaultFrom).toBe(
+      "Tin tức: Shop <news@shop.example>",
+    );
   });
 
   it("never echoes a short JWT secret or admin password, only their length", () => {

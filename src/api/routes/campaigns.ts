@@ -37,6 +37,20 @@ const campaignFields = {
     ...optionalText,
     description: "ISO 8601 with a zone (2026-12-01T09:00:00Z), from a year ago to 10 years ahead",
   },
+  replyTo: {
+    ...optionalText,
+    description: 'an address or "Name <address>" for replies; default: none (replies go to from)',
+  },
+  headers: {
+    type: ["object", "string", "null"],
+    description:
+      "extra headers, {name: value}: X-… (not X-Lovage-…), List-Id, List-Help, List-Owner, List-Subscribe, List-Post, List-Archive, Precedence, Auto-Submitted, Feedback-ID, Organization, Keywords, Comments, Importance, Priority; one line each. In a multipart form, as JSON text",
+  },
+  listUnsubscribe: {
+    type: ["boolean", "null"],
+    description:
+      "default true: List-Unsubscribe and one-click unsubscribe (with LOVAGE_PUBLIC_URL); false for transactional mail",
+  },
   recipients: {
     type: ["string", "array"],
     description:
