@@ -24,6 +24,7 @@ import { openMailCatcher, type MailCatcher } from "./mail/catcher.js";
 import { createDispatcher, type Dispatcher } from "./mail/dispatcher.js";
 import { createSendBatchTask } from "./mail/send-batch.js";
 import type { MessageSettings } from "./mail/message.js";
+import type { TestTransport } from "./mail/preview.js";
 import { createTokens, type Tokens } from "./mail/tokens.js";
 import { createDispatchStore, createSendStore } from "./stores.js";
 import { createSmtpTransport, type Transport } from "./mail/transport-pool.js";
@@ -254,7 +255,7 @@ export async function smtpConnectionSettings(config: Config): Promise<SmtpConnec
 /** The worker role: SMTP (or the mail catcher), the send-batch task and the user's tasks, heartbeats. */
 async function startWorkerRole(
   config: Config,
-  parts: { store: Store; broker: Broker; userTasks: TaskRegistry; logger: Logger },
+  parts: WorkerParts,
   opened: Opened[],
 ): Promise<{ worker: RunningWorker; catcherUrl: string | undefined }> {
   const { store, broker, logger } = parts;
@@ -273,6 +274,7 @@ async function startWorkerRole(
     opened.push(catcher);
     // The catcher offers no STARTTLS (loopback only); the URL says so rather than rely on it.
     smtpUrls = [`${catcher.url}?tls=none`];
+    parts.smtp.catcherUrl = smtpUrls[0];
   }
   const transport: Transport = createSmtpTransport(smtpUrls, {
     poolSize: config.smtpPoolSize,
@@ -309,10 +311,47 @@ async function startWorkerRole(
   return { worker, catcherUrl: catcher?.url };
 }
 
+interface WorkerParts {
+  store: Store;
+  broker: Broker;
+  userTasks: TaskRegistry;
+  logger: Logger;
+  smtp: { catcherUrl: string | undefined };
+}
+
+/**
+ * The transport of test sends: one connection to the first SMTP server, or to this process's
+ * catcher, opened at the first test send. Undefined when this process has neither.
+ */
+function testTransportFor(
+  config: Config,
+  parts: WorkerParts,
+  roles: Roles,
+  opened: Opened[],
+): TestTransport | undefined {
+  if (config.smtpUrls.length === 0 && !roles.worker) return undefined;
+  let transport: Promise<Transport> | undefined;
+  opened.push({ close: async () => (await transport)?.close() });
+  return {
+    async send(message) {
+      transport ??= (async () => {
+        const urls = config.smtpUrls.length > 0 ? config.smtpUrls.slice(0, 1) : [parts.smtp.catcherUrl!];
+        return createSmtpTransport(urls, {
+          poolSize: 1,
+          timeoutMs: config.smtpTimeoutMs,
+          connection: await smtpConnectionSettings(config),
+        });
+      })();
+      return (await transport).send(message);
+    },
+  };
+}
+
 /** The API role: users and the signing secret, the dispatcher, and the HTTP server. */
 async function startApiRole(
   config: Config,
-  parts: { store: Store; broker: Broker; userTasks: TaskRegistry; logger: Logger },
+  parts: WorkerParts,
+  roles: Roles,
   opened: Opened[],
 ): Promise<{ url: string; generatedAdminPassword: string | undefined }> {
   const { store, broker, logger } = parts;
@@ -345,6 +384,8 @@ async function startApiRole(
     maxBodyBytes: config.maxBodyBytes,
     maxUploadBytes: config.maxUploadBytes,
     defaultFrom: config.defaultFrom ?? (config.smtpUrls.length === 0 ? CATCHER_FROM : undefined),
+    messageSettings: await messageSettings(store),
+    testTransport: testTransportFor(config, parts, roles, opened),
     workerTimeoutMs: WORKER_TIMEOUT_MS,
     catcherEnabled: config.smtpUrls.length === 0,
     ping: { database: store.ping, broker: broker.ping },
@@ -393,9 +434,16 @@ export async function startLovage(
     opened.push(store);
     const broker = await openBrokerFor(config, store);
     opened.push(broker);
-    const parts = { store, broker, userTasks: await loadTasks(config.taskModules), logger };
+    const parts = {
+      store,
+      broker,
+      userTasks: await loadTasks(config.taskModules),
+      logger,
+      // The catcher's URL, once this process's worker role has opened it (test sends go there).
+      smtp: { catcherUrl: undefined as string | undefined },
+    };
     // The API first: it answers /healthz while the worker starts (jobs it enqueues meanwhile wait).
-    const api = roles.api ? await startApiRole(config, parts, opened) : undefined;
+    const api = roles.api ? await startApiRole(config, parts, roles, opened) : undefined;
     const worker = roles.worker ? await startWorkerRole(config, parts, opened) : undefined;
     return {
       url: api?.url,

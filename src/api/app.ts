@@ -13,6 +13,8 @@ import fastifySwaggerUi from "@fastify/swagger-ui";
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { Kysely } from "kysely";
 import type { Database } from "../db/schema.js";
+import type { MessageSettings } from "../mail/message.js";
+import type { TestTransport } from "../mail/preview.js";
 import type { Broker } from "../queue/connection.js";
 import type { Producer } from "../queue/producer.js";
 import type { TaskRegistry } from "../queue/task.js";
@@ -41,6 +43,10 @@ export interface AppDeps {
   maxUploadBytes: number;
   /** The sender of campaigns that give none; undefined: they must give one. */
   defaultFrom: string | undefined;
+  /** What every message shares (token keys, unsubscribe and bounce settings), for previews. */
+  messageSettings?: MessageSettings | undefined;
+  /** The transport a test send goes through; absent when this process has no SMTP server. */
+  testTransport?: TestTransport | undefined;
   /** A worker silent this long is presumed dead and not listed; default 15 s. */
   workerTimeoutMs?: number;
   catcherEnabled: boolean;

@@ -16,6 +16,8 @@ import {
   type LifecycleAnswer,
 } from "../../mail/campaign-lifecycle.js";
 import { createCampaign, validateCampaignInput, type CampaignInput } from "../../mail/campaigns.js";
+import { createTokens } from "../../mail/tokens.js";
+import { InvalidSampleError, previewMessage, testSend } from "../../mail/preview.js";
 import { createCampaignStore } from "../../stores.js";
 import { parseJsonRecipients, parseUpload, type ParseItem } from "../../mail/recipients/parse.js";
 import type { AppDeps } from "../app.js";
@@ -197,10 +199,79 @@ function readJson(body: unknown): ParsedCreate {
   return { fields, items: recipientsOf(fields.recipients), cleanup: async () => undefined };
 }
 
+/** A campaign as given to a preview or test send: its fields, and whom to render it for. */
+const { recipients: _recipients, ...messageFields } = campaignFields;
+const sampleBody = {
+  type: "object",
+  additionalProperties: false,
+  required: ["to"],
+  properties: {
+    ...messageFields,
+    to: { type: "string", maxLength: 400, description: 'the recipient: an address or "Name <address>"' },
+    fields: {
+      type: "object",
+      additionalProperties: { type: "string", maxLength: 10_000 },
+      maxProperties: 100,
+      description: "placeholder values beyond name and email",
+    },
+  },
+} as const;
+type SampleBody = CampaignInput & { to: string; fields?: Record<string, string> };
+
 export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
   const { db } = deps;
   const campaigns = createCampaignStore(db);
   const tags = ["campaigns"];
+
+  // Main always passes the deployment's settings; a test app without them gets keys of its own.
+  const messageSettings = deps.messageSettings ?? { tokens: createTokens(deps.jwtSecret) };
+  const sampleOf = (body: SampleBody) => {
+    const { to, fields, ...input } = body;
+    return { campaign: validateCampaignInput(input, deps.defaultFrom), sample: { to, fields } };
+  };
+
+  app.post<{ Body: SampleBody }>(
+    "/api/campaigns/preview",
+    {
+      config: { access: "signed-in" },
+      schema: {
+        summary: "Render a campaign's message for one recipient (headers, text and HTML) without sending",
+        tags,
+        querystring: noQuery,
+        body: sampleBody,
+      },
+    },
+    async (request) => {
+      const { campaign, sample } = sampleOf(request.body);
+      return sampleAnswer(() => previewMessage(campaign, sample, messageSettings));
+    },
+  );
+
+  app.post<{ Body: SampleBody }>(
+    "/api/campaigns/test-send",
+    {
+      config: { access: "signed-in" },
+      schema: {
+        summary:
+          "Send one rendered message to a test address through the real transport; answers with the SMTP reply",
+        description:
+          "Nothing is stored and the suppression list is not consulted. 200 with ok false when the server refused it (its reply in error); 503 when this process has no SMTP server.",
+        tags,
+        querystring: noQuery,
+        body: sampleBody,
+      },
+    },
+    async (request) => {
+      const { campaign, sample } = sampleOf(request.body);
+      const transport = deps.testTransport;
+      if (!transport)
+        throw new ApiError(
+          "unavailable",
+          "this API process has no SMTP server to send through: set LOVAGE_SMTP_URL, or use lovage start",
+        );
+      return sampleAnswer(() => testSend(campaign, sample, messageSettings, transport));
+    },
+  );
 
   app.post(
     "/api/campaigns",
@@ -485,6 +556,16 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
     async (request) =>
       act(request.params.id, retryCampaign(campaigns, request.params.id, request.body?.statuses)),
   );
+}
+
+async function sampleAnswer<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof InvalidSampleError)
+      throw new ApiError("bad_request", error.message, [{ field: "to", reason: error.reason }]);
+    throw error;
+  }
 }
 
 /**

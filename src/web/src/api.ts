@@ -207,6 +207,35 @@ export interface CampaignFields {
   /** At least one of text and html. */
   text?: string;
   html?: string;
+  replyTo?: string;
+  /** Unset: true (List-Unsubscribe when the server has a public URL). */
+  listUnsubscribe?: boolean;
+}
+
+export interface MessagePreview {
+  headers: { name: string; value: string }[];
+  subject: string;
+  text: string | null;
+  html: string | null;
+  raw: string;
+}
+
+export type TestSendAnswer =
+  | { ok: true; response: string; server: string; messageId: string }
+  | { ok: false; kind: string; code: number | null; error: string; server: string; messageId: string };
+
+function withoutEmpty(fields: CampaignFields): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined && v !== ""));
+}
+
+/** The campaign's message rendered for one recipient (`Name <address>`), nothing sent. */
+export async function previewCampaign(fields: CampaignFields, to: string): Promise<MessagePreview> {
+  return json("POST", "/api/campaigns/preview", { ...withoutEmpty(fields), to });
+}
+
+/** Sends the rendered message once to `to` through the server's SMTP transport. */
+export async function testSendCampaign(fields: CampaignFields, to: string): Promise<TestSendAnswer> {
+  return json("POST", "/api/campaigns/test-send", { ...withoutEmpty(fields), to });
 }
 
 export type RecipientSource = { kind: "pasted"; text: string } | { kind: "file"; file: File };
@@ -215,7 +244,7 @@ export async function createCampaign(
   fields: CampaignFields,
   recipients: RecipientSource,
 ): Promise<CreateCampaignResult> {
-  const clean = Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined && v !== ""));
+  const clean = withoutEmpty(fields);
   if (recipients.kind === "pasted") {
     return json("POST", "/api/campaigns", { ...clean, recipients: recipients.text });
   }
