@@ -29,6 +29,16 @@ export interface Config {
   readonly publicUrl: string | undefined;
   /** `LOVAGE_DEFAULT_FROM`: the sender of campaigns that give none (`News <news@example.com>`); unset with a relay: campaigns must give `from`. */
   readonly defaultFrom: string | undefined;
+  /** `LOVAGE_UNSUBSCRIBE_MAILTO`: an address put in List-Unsubscribe as a mailto: beside the link (needs `LOVAGE_PUBLIC_URL`); unset: the link alone. */
+  readonly unsubscribeMailto: string | undefined;
+  /** `LOVAGE_BOUNCE_ADDRESS`: the envelope sender of every message (where bounces go); `{token}` in its local part becomes the recipient's token (VERP: `bounces+{token}@example.com`); unset: the From address. */
+  readonly bounceAddress: string | undefined;
+  /** `LOVAGE_BOUNCE_SMTP_PORT`: where the bounce listener (DSN and ARF reports over SMTP) listens, on `LOVAGE_HOST`; unset: no listener. */
+  readonly bounceSmtpPort: number | undefined;
+  /** `LOVAGE_SOFT_BOUNCE_LIMIT`, default 3: soft bounces of one recipient that count as a hard bounce. */
+  readonly softBounceLimit: number;
+  /** `LOVAGE_SES_WEBHOOK_SECRET`: accepts unsigned posts to `/api/webhooks/ses?secret=…` with it; unset: only SNS-signed ones. */
+  readonly sesWebhookSecret: string | undefined;
   /** `LOVAGE_DKIM_DOMAIN`, `LOVAGE_DKIM_SELECTOR`, `LOVAGE_DKIM_KEY_FILE` (a PEM private key): every message is signed; unset: no DKIM signature. */
   readonly dkim: { readonly domain: string; readonly selector: string; readonly keyFile: string } | undefined;
   /** `LOVAGE_HOST`, default `127.0.0.1`. */
@@ -180,6 +190,45 @@ export function loadConfig(env: Env): Config {
       `LOVAGE_DKIM_SELECTOR: expected letters, digits, "-" and dots, like lovage1, got "${dkimSelector}"`,
     );
   }
+  const unsubscribeMailto = text("LOVAGE_UNSUBSCRIBE_MAILTO");
+  if (unsubscribeMailto !== undefined) {
+    const parsed = parseMailbox(unsubscribeMailto);
+    if (!parsed.ok || parsed.mailbox.name !== "" || /[?&%]/.test(unsubscribeMailto))
+      problems.push(
+        `LOVAGE_UNSUBSCRIBE_MAILTO: expected a bare address like unsubscribe@example.com, got "${unsubscribeMailto}"`,
+      );
+    else if (publicUrl === undefined)
+      problems.push(
+        "LOVAGE_UNSUBSCRIBE_MAILTO: needs LOVAGE_PUBLIC_URL too (the mailto goes beside the one-click link)",
+      );
+  }
+  const bounceAddress = text("LOVAGE_BOUNCE_ADDRESS");
+  if (bounceAddress !== undefined) {
+    const sample = bounceAddress.replace("{token}", "abcdefghijklmnopqrstuvwxyz");
+    const parsed = parseMailbox(sample);
+    if (
+      !parsed.ok ||
+      parsed.mailbox.name !== "" ||
+      bounceAddress.split("{token}").length > 2 ||
+      /[{}]/.test(sample)
+    )
+      problems.push(
+        `LOVAGE_BOUNCE_ADDRESS: expected a bare address, optionally with one {token} in the local part (bounces+{token}@example.com), got "${bounceAddress}"`,
+      );
+    else if (
+      bounceAddress.includes("{token}") &&
+      bounceAddress.indexOf("{token}") > bounceAddress.lastIndexOf("@")
+    )
+      problems.push(
+        `LOVAGE_BOUNCE_ADDRESS: {token} must be in the local part (before the @), got "${bounceAddress}"`,
+      );
+  }
+  const sesWebhookSecret = text("LOVAGE_SES_WEBHOOK_SECRET");
+  if (sesWebhookSecret !== undefined && !/^[\w-]{16,200}$/.test(sesWebhookSecret)) {
+    problems.push(
+      `LOVAGE_SES_WEBHOOK_SECRET: expected 16 to 200 letters, digits, "_" or "-" (it goes in a URL), got ${sesWebhookSecret.length} characters`,
+    );
+  }
   const ehloName = text("LOVAGE_SMTP_EHLO_NAME");
   if (ehloName !== undefined && !HOST_NAME.test(ehloName)) {
     problems.push(
@@ -209,6 +258,14 @@ export function loadConfig(env: Env): Config {
     smtpEhloName: ehloName,
     publicUrl: publicUrl?.replace(/\/+$/, ""),
     defaultFrom,
+    unsubscribeMailto,
+    bounceAddress,
+    bounceSmtpPort:
+      text("LOVAGE_BOUNCE_SMTP_PORT") === undefined
+        ? undefined
+        : integer("LOVAGE_BOUNCE_SMTP_PORT", 0, 0, 65535),
+    softBounceLimit: integer("LOVAGE_SOFT_BOUNCE_LIMIT", 3, 1, 100),
+    sesWebhookSecret,
     dkim:
       dkimDomain && dkimSelector && dkimKeyFile
         ? { domain: dkimDomain, selector: dkimSelector, keyFile: dkimKeyFile }
@@ -350,16 +407,18 @@ export function secretsInEnv(env: Env): Secrets {
       env.LOVAGE_JWT_SECRET?.trim(),
       env.LOVAGE_PASSWORD?.trim(),
       env.LOVAGE_TOKEN?.trim(),
+      env.LOVAGE_SES_WEBHOOK_SECRET?.trim(),
     ],
   };
 }
 
 /** The secrets a loaded configuration holds, for the logger's redaction. */
 export function secretsInConfig(
-  config: Pick<Config, "databaseUrl" | "brokerUrl" | "smtpUrls" | "jwtSecret" | "adminPassword">,
+  config: Pick<Config, "databaseUrl" | "brokerUrl" | "smtpUrls" | "jwtSecret" | "adminPassword"> &
+    Partial<Pick<Config, "sesWebhookSecret">>,
 ): Secrets {
   return {
     urls: [config.databaseUrl, config.brokerUrl, ...config.smtpUrls],
-    values: [config.jwtSecret, config.adminPassword],
+    values: [config.jwtSecret, config.adminPassword, config.sesWebhookSecret],
   };
 }

@@ -26,7 +26,8 @@ import { createSendBatchTask } from "./mail/send-batch.js";
 import type { MessageSettings } from "./mail/message.js";
 import type { TestTransport } from "./mail/preview.js";
 import { createTokens, type Tokens } from "./mail/tokens.js";
-import { createDispatchStore, createSendStore } from "./stores.js";
+import { createDispatchStore, createFeedbackStore, createSendStore } from "./stores.js";
+import { openBounceListener } from "./mail/bounce-listener.js";
 import { createSmtpTransport, type Transport } from "./mail/transport-pool.js";
 import {
   ehloNameOf,
@@ -84,8 +85,16 @@ export async function mailTokens(store: Store): Promise<Tokens> {
 }
 
 /** What every message shares, for the send-batch task and the test send. */
-export async function messageSettings(store: Store): Promise<MessageSettings> {
-  return { tokens: await mailTokens(store) };
+export async function messageSettings(
+  store: Store,
+  config: Pick<Config, "publicUrl" | "unsubscribeMailto" | "bounceAddress">,
+): Promise<MessageSettings> {
+  return {
+    tokens: await mailTokens(store),
+    publicUrl: config.publicUrl,
+    unsubscribeMailto: config.unsubscribeMailto,
+    bounceAddress: config.bounceAddress,
+  };
 }
 
 export function createLogger(
@@ -292,7 +301,7 @@ async function startWorkerRole(
       maxAttempts: config.maxAttempts,
       retryBaseMs: config.retryBaseMs,
       leaseMs: config.leaseMs,
-      message: await messageSettings(store),
+      message: await messageSettings(store, config),
       logger,
     }),
   );
@@ -384,7 +393,10 @@ async function startApiRole(
     maxBodyBytes: config.maxBodyBytes,
     maxUploadBytes: config.maxUploadBytes,
     defaultFrom: config.defaultFrom ?? (config.smtpUrls.length === 0 ? CATCHER_FROM : undefined),
-    messageSettings: await messageSettings(store),
+    messageSettings: await messageSettings(store, config),
+    publicUrl: config.publicUrl,
+    softBounceLimit: config.softBounceLimit,
+    sesWebhookSecret: config.sesWebhookSecret,
     testTransport: testTransportFor(config, parts, roles, opened),
     workerTimeoutMs: WORKER_TIMEOUT_MS,
     catcherEnabled: config.smtpUrls.length === 0,
@@ -393,6 +405,26 @@ async function startApiRole(
     logger: logger.child({ component: "http" }),
   });
   opened.push(app);
+  if (config.bounceSmtpPort !== undefined) {
+    const bounceSmtpPort = config.bounceSmtpPort;
+    const listener = await naming(
+      (error) => listenSetting(error, { port: "LOVAGE_BOUNCE_SMTP_PORT", host: "LOVAGE_HOST" }),
+      openBounceListener({
+        store: createFeedbackStore(store.db),
+        settings: {
+          tokens: await mailTokens(store),
+          softBounceLimit: config.softBounceLimit,
+          bounceAddress: config.bounceAddress,
+        },
+        port: bounceSmtpPort,
+        host: config.host,
+        logger: logger.child({ component: "bounces" }),
+      }),
+      (error) => listenFailure(error, bounceSmtpPort),
+    );
+    opened.push(listener);
+    logger.info({ url: listener.url }, "bounce listener ready");
+  }
   const address = await naming(
     (error) => listenSetting(error, { port: "PORT", host: "LOVAGE_HOST" }),
     app.listen({ host: config.host, port: config.port }),

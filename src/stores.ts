@@ -12,6 +12,9 @@ import type { Database } from "./db/schema.js";
 import type { CampaignStore } from "./mail/campaigns.js";
 import type { DispatchStore } from "./mail/dispatcher.js";
 import type { SendStore } from "./mail/send-batch.js";
+import type { FeedbackStore } from "./mail/bounces.js";
+import * as feedback from "./db/feedback.js";
+import * as suppressions from "./db/suppressions.js";
 
 export function createSendStore(db: Db): SendStore {
   return {
@@ -52,4 +55,16 @@ function campaignStoreOn(db: Db, transaction?: CampaignStore["transaction"]): Ca
     moveRecipients: (id, from, to) => recipients.moveRecipients(db, id, from, to),
   };
   return store;
+}
+
+export function createFeedbackStore(db: Db): FeedbackStore {
+  return {
+    findTarget: (by) => feedback.findFeedbackTarget(db, by),
+    record: (target, report, softLimit) => feedback.recordFeedback(db, target, report, softLimit),
+    suppress: async (email, reason, detail) => {
+      await suppressions.addSuppressions(db, [{ email, reason, detail }]);
+    },
+    unsubscribe: (recipientId) =>
+      suppressions.suppressRecipient(db, recipientId, "unsubscribed", "mailto: request"),
+  };
 }

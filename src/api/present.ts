@@ -19,6 +19,7 @@ export interface CampaignView {
   replyTo: string | null;
   headers: Record<string, string>;
   listUnsubscribe: boolean;
+  ignoreManualSuppressions: boolean;
   status: string;
   statusReason: string | null;
   sendAt: string | null;
@@ -51,6 +52,7 @@ export async function presentCampaigns(db: Db, rows: CampaignRow[]): Promise<Cam
       replyTo: row.replyTo,
       headers: row.headers,
       listUnsubscribe: row.listUnsubscribe,
+      ignoreManualSuppressions: row.ignoreManualSuppressions,
       status: row.status,
       statusReason: row.statusReason,
       sendAt: iso(row.sendAt),

@@ -32,6 +32,8 @@ export interface NewCampaign {
   headers: Record<string, string>;
   /** Whether messages carry List-Unsubscribe (when LOVAGE_PUBLIC_URL is set); false for transactional mail. */
   listUnsubscribe: boolean;
+  /** Sends to addresses suppressed with reason `manual` (never to unsubscribed, bounced or complained ones). */
+  ignoreManualSuppressions: boolean;
 }
 
 export interface CampaignRow extends NewCampaign {
@@ -62,6 +64,7 @@ const COLUMNS = [
   "reply_to",
   "headers",
   "list_unsubscribe",
+  "ignore_manual_suppressions",
 ] as const;
 
 function toRow(raw: {
@@ -82,6 +85,7 @@ function toRow(raw: {
   reply_to: string | null;
   headers: Record<string, string>;
   list_unsubscribe: boolean;
+  ignore_manual_suppressions: boolean;
 }): CampaignRow {
   return {
     id: raw.id,
@@ -101,6 +105,7 @@ function toRow(raw: {
     replyTo: raw.reply_to,
     headers: raw.headers,
     listUnsubscribe: raw.list_unsubscribe,
+    ignoreManualSuppressions: raw.ignore_manual_suppressions,
   };
 }
 
@@ -118,6 +123,7 @@ export async function insertCampaign(db: Db, campaign: NewCampaign): Promise<num
       reply_to: campaign.replyTo,
       headers: JSON.stringify(campaign.headers),
       list_unsubscribe: campaign.listUnsubscribe,
+      ignore_manual_suppressions: campaign.ignoreManualSuppressions,
       // Recipients are inserted in the same transaction, before anyone can see the campaign.
       status: campaign.sendAt && campaign.sendAt > new Date() ? "scheduled" : "sending",
       started_at: campaign.sendAt && campaign.sendAt > new Date() ? null : new Date(),

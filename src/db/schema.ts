@@ -33,6 +33,15 @@ export interface CampaignsTable {
   reply_to: string | null;
   headers: ColumnType<Record<string, string>, string | undefined, string>;
   list_unsubscribe: Generated<boolean>;
+  ignore_manual_suppressions: Generated<boolean>;
+}
+
+export interface SuppressionsTable {
+  email: string;
+  reason: string;
+  campaign_id: number | null;
+  detail: string | null;
+  created_at: CreatedAt;
 }
 
 export interface RecipientsTable {
@@ -41,6 +50,7 @@ export interface RecipientsTable {
   line: number;
   email: string;
   address: string | null;
+  soft_bounces: Generated<number>;
   fields: ColumnType<Record<string, string>, string, string>;
   status: Generated<string>;
   attempts: Generated<number>;
@@ -124,4 +134,5 @@ export interface Database {
   "lovage.caught_messages": CaughtMessagesTable;
   "lovage.workers": WorkersTable;
   "lovage.schedules": SchedulesTable;
+  "lovage.suppressions": SuppressionsTable;
 }

@@ -56,6 +56,7 @@ export interface CampaignInput {
   replyTo?: unknown;
   headers?: unknown;
   listUnsubscribe?: unknown;
+  ignoreManualSuppressions?: unknown;
 }
 
 /** Most rejected lines reported back; the count beyond is still given. */
@@ -167,13 +168,17 @@ export function validateCampaignInput(
       if (found.length === 0) headers = value as Record<string, string>;
     }
   }
-  let listUnsubscribe = true;
-  if (input.listUnsubscribe !== undefined && input.listUnsubscribe !== null && input.listUnsubscribe !== "") {
-    const value = input.listUnsubscribe;
-    if (value === true || value === "true") listUnsubscribe = true;
-    else if (value === false || value === "false") listUnsubscribe = false;
-    else problems.push({ field: "listUnsubscribe", reason: "must be true or false" });
-  }
+  const flag = (field: "listUnsubscribe" | "ignoreManualSuppressions", fallback: boolean): boolean => {
+    const value = input[field];
+    if (value === undefined || value === null || value === "") return fallback;
+    // A multipart field is text.
+    if (value === true || value === "true") return true;
+    if (value === false || value === "false") return false;
+    problems.push({ field, reason: "must be true or false" });
+    return fallback;
+  };
+  const listUnsubscribe = flag("listUnsubscribe", true);
+  const ignoreManualSuppressions = flag("ignoreManualSuppressions", false);
   let priority = 0;
   if (input.priority !== undefined && input.priority !== null && input.priority !== "") {
     // A multipart field is text; JSON gives a number.
@@ -218,7 +223,25 @@ export function validateCampaignInput(
     replyTo,
     headers,
     listUnsubscribe,
+    ignoreManualSuppressions,
   };
+}
+
+/**
+ * `{{unsubscribe_url}}` needs LOVAGE_PUBLIC_URL: without it the link would render empty, so the
+ * campaign is refused instead.
+ */
+export function checkUnsubscribePlaceholder(campaign: NewCampaign, publicUrl: string | undefined): void {
+  if (publicUrl !== undefined) return;
+  const used = [campaign.subject, campaign.text, campaign.html]
+    .filter((source): source is string => source !== null)
+    .some((source) => compileTemplate(source).placeholders.includes("unsubscribe_url"));
+  if (used) {
+    throw new InvalidCampaignError(
+      "{{unsubscribe_url}} needs LOVAGE_PUBLIC_URL (the address at which recipients reach Lovage)",
+      [{ field: "text", reason: "{{unsubscribe_url}} without LOVAGE_PUBLIC_URL" }],
+    );
+  }
 }
 
 /**

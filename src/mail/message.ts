@@ -48,6 +48,18 @@ export interface MessageRecipient {
 /** Settings every message of a deployment shares. */
 export interface MessageSettings {
   tokens: Tokens;
+  /** `LOVAGE_PUBLIC_URL`, no trailing slash: unsubscribe links go under it; undefined: none. */
+  publicUrl?: string | undefined;
+  /** `LOVAGE_UNSUBSCRIBE_MAILTO`: a mailto: in List-Unsubscribe beside the link. */
+  unsubscribeMailto?: string | undefined;
+  /** `LOVAGE_BOUNCE_ADDRESS`: the envelope sender (MAIL FROM); `{token}` in it becomes the recipient's (VERP). */
+  bounceAddress?: string | undefined;
+}
+
+/** The one-click unsubscribe link of a recipient (RFC 8058), when there is a public URL. */
+export function unsubscribeUrlOf(settings: MessageSettings, recipientId: number): string | undefined {
+  if (settings.publicUrl === undefined) return undefined;
+  return `${settings.publicUrl}/u/${settings.tokens.make("unsubscribe", recipientId)}`;
 }
 
 const CONTROL = /[\u0000-\u001f\u007f]/;
@@ -191,19 +203,41 @@ export function buildMessage(
   recipient: MessageRecipient,
   settings: MessageSettings,
 ): OutgoingMessage {
-  const fields: Record<string, string> = { ...recipient.fields, email: recipient.address };
+  const unsubscribeUrl = unsubscribeUrlOf(settings, recipient.id);
+  const fields: Record<string, string> = {
+    ...recipient.fields,
+    email: recipient.address,
+    unsubscribe_url: unsubscribeUrl ?? "",
+  };
   const text = compiled.text?.render(fields);
   const html = compiled.html?.render(fields, { escapeHtml: true });
   const headers: [string, string][] = [
     ["X-Lovage-Campaign", settings.tokens.make("campaign", recipient.campaignId)],
     ["X-Lovage-Recipient", settings.tokens.make("recipient", recipient.id)],
   ];
+  if (compiled.campaign.listUnsubscribe && unsubscribeUrl !== undefined) {
+    const mailto = settings.unsubscribeMailto;
+    const token = unsubscribeUrl.slice(unsubscribeUrl.lastIndexOf("/") + 1);
+    headers.push([
+      "List-Unsubscribe",
+      mailto === undefined
+        ? `<${unsubscribeUrl}>`
+        : `<${unsubscribeUrl}>, <mailto:${mailto}?subject=unsubscribe%20${token}>`,
+    ]);
+    headers.push(["List-Unsubscribe-Post", "List-Unsubscribe=One-Click"]);
+  }
   for (const [name, value] of Object.entries(compiled.campaign.headers)) headers.push([name, value]);
   return {
     from: compiled.from,
     to: { name: oneLine(fields.name ?? ""), address: recipient.address },
     replyTo: compiled.replyTo,
-    envelope: { from: compiled.from.address, to: recipient.address },
+    envelope: {
+      from:
+        settings.bounceAddress === undefined
+          ? compiled.from.address
+          : settings.bounceAddress.replace("{token}", settings.tokens.make("recipient", recipient.id)),
+      to: recipient.address,
+    },
     subject: oneLine(compiled.subject.render(fields)),
     text: text ?? (html !== undefined ? textFromHtml(html) : undefined),
     html,

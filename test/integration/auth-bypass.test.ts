@@ -11,6 +11,7 @@
  * Over a real embedded store and broker (PGlite in a temporary directory), like api.test.ts,
  * with the built dashboard (dist/web) served, so its files and the not-found handler are covered.
  */
+import { addSuppressions } from "../../src/db/suppressions.js";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { Agent, request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
@@ -201,12 +202,14 @@ describe("authorization by the matched route", () => {
     });
     expect(schedule.statusCode, schedule.body).toBe(201);
     const job = await producer.send(add, { a: 1, b: 2 });
+    await addSuppressions(store.db, [{ email: "someone@example.com", reason: "manual" }]);
     const values: Record<string, string> = {
       "/api/campaigns/{id}": String(campaignId),
       "/api/messages/{id}": String(message!.id),
       "/api/schedules/{id}": "fixture",
       "/api/tasks/{id}": job.id,
       "/api/tasks/{name}": "add",
+      "/api/suppressions/{email}": "someone@example.com",
     };
 
     const document = app.swagger() as {
@@ -309,8 +312,10 @@ describe("authorization by the matched route", () => {
         "GET /api/messages/{id}",
       ]),
     );
+    // SNS cannot send a token: the SES webhook's proof is the SNS signature (or its ?secret=).
     expect(operations.filter((o) => o.public).map((o) => `${o.method} ${o.template}`)).toEqual([
       "POST /api/auth/login",
+      "POST /api/webhooks/ses",
     ]);
   });
 

@@ -24,6 +24,7 @@ const campaign: CampaignRow = {
   replyTo: "Hỗ trợ (Hà Nội) <help@shop.example>",
   headers: { "List-Id": "<news.shop.example>" },
   listUnsubscribe: true,
+  ignoreManualSuppressions: false,
   status: "sending",
   statusReason: null,
   total: 1,

@@ -96,6 +96,7 @@ describe.each(BACKENDS)("the email pipeline on %s", (backendName) => {
         replyTo: null,
         headers: {},
         listUnsubscribe: true,
+        ignoreManualSuppressions: false,
       },
       parseJsonRecipients(addresses),
     );

@@ -130,12 +130,12 @@ describe("preview and test send", () => {
     expect(refused.json<{ error: string }>().error).toMatch(/no such user/);
   });
 
-  it("answers 503 when the process has no SMTP server to send through", async () => {
+  it("answers 409 when the process has no SMTP server to send through", async () => {
     const response = await api.call({
       method: "POST",
       url: "/api/campaigns/test-send",
       payload: { ...campaign, to: "a@example.com" },
     });
-    expect(expectError(response, 503, "unavailable").message).toMatch(/LOVAGE_SMTP_URL/);
+    expect(expectError(response, 409, "conflict").message).toMatch(/LOVAGE_SMTP_URL/);
   });
 });

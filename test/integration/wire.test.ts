@@ -100,6 +100,7 @@ describe("the message on the wire", () => {
         replyTo: null,
         headers: {},
         listUnsubscribe: true,
+        ignoreManualSuppressions: false,
         ...fields,
       },
       parseJsonRecipients(recipients),

@@ -15,9 +15,15 @@ import {
   retryCampaign,
   type LifecycleAnswer,
 } from "../../mail/campaign-lifecycle.js";
-import { createCampaign, validateCampaignInput, type CampaignInput } from "../../mail/campaigns.js";
+import {
+  checkUnsubscribePlaceholder,
+  createCampaign,
+  validateCampaignInput,
+  type CampaignInput,
+} from "../../mail/campaigns.js";
+import type { MessageSettings } from "../../mail/message.js";
 import { createTokens } from "../../mail/tokens.js";
-import { InvalidSampleError, previewMessage, testSend } from "../../mail/preview.js";
+import { InvalidSampleError, previewMessage, sampleMessage, testSend } from "../../mail/preview.js";
 import { createCampaignStore } from "../../stores.js";
 import { parseJsonRecipients, parseUpload, type ParseItem } from "../../mail/recipients/parse.js";
 import type { AppDeps } from "../app.js";
@@ -52,6 +58,11 @@ const campaignFields = {
     type: ["boolean", "null"],
     description:
       "default true: List-Unsubscribe and one-click unsubscribe (with LOVAGE_PUBLIC_URL); false for transactional mail",
+  },
+  ignoreManualSuppressions: {
+    type: ["boolean", "null"],
+    description:
+      "default false: true sends to addresses suppressed by hand (reason manual), never to unsubscribed, bounced or complained ones",
   },
   recipients: {
     type: ["string", "array"],
@@ -218,16 +229,22 @@ const sampleBody = {
 } as const;
 type SampleBody = CampaignInput & { to: string; fields?: Record<string, string> };
 
+/** Main always passes the deployment's settings; a test app without them gets keys of its own. */
+export function messageSettingsOf(deps: AppDeps): MessageSettings {
+  return deps.messageSettings ?? { tokens: createTokens(deps.jwtSecret), publicUrl: deps.publicUrl };
+}
+
 export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
   const { db } = deps;
   const campaigns = createCampaignStore(db);
   const tags = ["campaigns"];
 
-  // Main always passes the deployment's settings; a test app without them gets keys of its own.
-  const messageSettings = deps.messageSettings ?? { tokens: createTokens(deps.jwtSecret) };
+  const messageSettings = messageSettingsOf(deps);
   const sampleOf = (body: SampleBody) => {
     const { to, fields, ...input } = body;
-    return { campaign: validateCampaignInput(input, deps.defaultFrom), sample: { to, fields } };
+    const campaign = validateCampaignInput(input, deps.defaultFrom);
+    checkUnsubscribePlaceholder(campaign, deps.publicUrl);
+    return { campaign, sample: { to, fields } };
   };
 
   app.post<{ Body: SampleBody }>(
@@ -255,7 +272,7 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
         summary:
           "Send one rendered message to a test address through the real transport; answers with the SMTP reply",
         description:
-          "Nothing is stored and the suppression list is not consulted. 200 with ok false when the server refused it (its reply in error); 503 when this process has no SMTP server.",
+          "Nothing is stored and the suppression list is not consulted. 200 with ok false when the server refused it (its reply in error); 409 when this process has no SMTP server.",
         tags,
         querystring: noQuery,
         body: sampleBody,
@@ -263,13 +280,17 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
     },
     async (request) => {
       const { campaign, sample } = sampleOf(request.body);
-      const transport = deps.testTransport;
-      if (!transport)
-        throw new ApiError(
-          "unavailable",
-          "this API process has no SMTP server to send through: set LOVAGE_SMTP_URL, or use lovage start",
-        );
-      return sampleAnswer(() => testSend(campaign, sample, messageSettings, transport));
+      return sampleAnswer(() => {
+        // Bad input first (a 400), then whether this process can send at all.
+        sampleMessage(campaign, sample, messageSettings);
+        const transport = deps.testTransport;
+        if (!transport)
+          throw new ApiError(
+            "conflict",
+            "this API process has no SMTP server to send through: set LOVAGE_SMTP_URL, or use lovage start",
+          );
+        return testSend(campaign, sample, messageSettings, transport);
+      });
     },
   );
 
@@ -296,6 +317,7 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
       const parsed = request.isMultipart() ? await readMultipart(request, deps) : readJson(request.body);
       try {
         const campaign = validateCampaignInput(parsed.fields, deps.defaultFrom);
+        checkUnsubscribePlaceholder(campaign, deps.publicUrl);
         const created = await createCampaign(campaigns, campaign, parsed.items);
         deps.dispatcher?.wake();
         const row = await getCampaign(db, created.campaignId);
@@ -558,7 +580,7 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
   );
 }
 
-async function sampleAnswer<T>(work: () => Promise<T>): Promise<T> {
+async function sampleAnswer<T>(work: () => Promise<T> | T): Promise<T> {
   try {
     return await work();
   } catch (error) {
@@ -573,7 +595,7 @@ async function sampleAnswer<T>(work: () => Promise<T>): Promise<T> {
  * or a CR: `=HYPERLINK(…)` in a recipient's name) starts with a single quote, as OWASP's CSV
  * injection advice says, so the export opens as text.
  */
-function csvCell(value: string | number): string {
+export function csvCell(value: string | number): string {
   const text = typeof value === "string" && /^[=+\-@\t\r]/.test(value) ? `'${value}` : String(value);
   return /[",\n\r]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }

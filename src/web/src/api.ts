@@ -22,6 +22,9 @@ export const RECIPIENT_STATUSES = Object.freeze([
   "failed",
   "skipped",
   "unknown",
+  "suppressed",
+  "bounced",
+  "complained",
 ] as const);
 export type RecipientStatus = (typeof RECIPIENT_STATUSES)[number];
 
