@@ -12,6 +12,46 @@ import { hostname } from "node:os";
 import type SMTPPool from "nodemailer/lib/smtp-pool/index.js";
 import type { SmtpServerSpec } from "./smtp-server-url.js";
 
+/**
+ * The headers a signature covers: nodemailer's default list (RFC 6376 §5.4's) plus
+ * List-Unsubscribe-Post, which RFC 8058 §4 requires to be signed with List-Unsubscribe, and
+ * Lovage's ids (so a bounce's X-Lovage-Recipient is one Lovage's key vouched for).
+ */
+export const DKIM_SIGNED_HEADERS = [
+  "From",
+  "Sender",
+  "Reply-To",
+  "Subject",
+  "Date",
+  "Message-ID",
+  "To",
+  "Cc",
+  "MIME-Version",
+  "Content-Type",
+  "Content-Transfer-Encoding",
+  "Content-ID",
+  "Content-Description",
+  "Resent-Date",
+  "Resent-From",
+  "Resent-Sender",
+  "Resent-To",
+  "Resent-Cc",
+  "Resent-Message-ID",
+  "In-Reply-To",
+  "References",
+  "List-Id",
+  "List-Help",
+  "List-Unsubscribe",
+  "List-Unsubscribe-Post",
+  "List-Subscribe",
+  "List-Post",
+  "List-Owner",
+  "List-Archive",
+  "Feedback-ID",
+  "X-Lovage-Campaign",
+  "X-Lovage-Recipient",
+].join(":");
+
 /** DKIM signing with nodemailer's own signer (relaxed/relaxed, rsa-sha256 or ed25519-sha256). */
 export interface DkimSettings {
   /** `LOVAGE_DKIM_DOMAIN`: the `d=` of the signature; it should be the From domain for DMARC. */
@@ -83,6 +123,7 @@ export function smtpConnectionOptions(
             domainName: settings.dkim.domainName,
             keySelector: settings.dkim.keySelector,
             privateKey: settings.dkim.privateKey,
+            headerFieldNames: DKIM_SIGNED_HEADERS,
           },
         }
       : {}),

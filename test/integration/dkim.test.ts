@@ -66,7 +66,7 @@ describe("DKIM signing", () => {
       const message = buildMessage(
         compileMessage(campaign),
         { id: 99, campaignId: 7, address: "Bé.An@example.com", fields: { name: 'Bé "An", (Huế)' } },
-        { tokens: createTokens("a dkim test secret of length") },
+        { tokens: createTokens("a dkim test secret of length"), publicUrl: "https://lists.shop.example" },
       );
       const result = await transport.send(message);
       expect(result.ok, JSON.stringify(result)).toBe(true);
@@ -75,6 +75,12 @@ describe("DKIM signing", () => {
     }
     const raw = smtp.received.at(-1)!.raw;
     expect(raw).toMatch(/^DKIM-Signature: v=1; a=rsa-sha256; c=relaxed\/relaxed; d=shop\.example;/m);
+
+    // RFC 8058 §4: the one-click headers are covered by the signature.
+    const signedNames = /^DKIM-Signature:[^]*?\bh=([^;]+);/m.exec(raw)![1]!.replace(/\s+/g, "").split(":");
+    expect(signedNames).toEqual(
+      expect.arrayContaining(["list-unsubscribe", "list-unsubscribe-post", "x-lovage-recipient"]),
+    );
 
     const verified = await dkimVerify(Buffer.from(raw), { resolver });
     expect(verified.results).toHaveLength(1);
