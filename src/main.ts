@@ -340,17 +340,22 @@ function testTransportFor(
 ): TestTransport | undefined {
   if (config.smtpUrls.length === 0 && !roles.worker) return undefined;
   let transport: Promise<Transport> | undefined;
-  opened.push({ close: async () => (await transport)?.close() });
+  opened.push({ close: async () => (await transport?.catch(() => undefined))?.close() });
   return {
     async send(message) {
+      // A failed opening is not kept: the next test send tries again.
       transport ??= (async () => {
-        const urls = config.smtpUrls.length > 0 ? config.smtpUrls.slice(0, 1) : [parts.smtp.catcherUrl!];
+        const catcherUrl = parts.smtp.catcherUrl;
+        if (config.smtpUrls.length === 0 && catcherUrl === undefined)
+          throw new Error("the mail catcher has not started yet; try again in a moment");
+        const urls = config.smtpUrls.length > 0 ? config.smtpUrls.slice(0, 1) : [catcherUrl!];
         return createSmtpTransport(urls, {
           poolSize: 1,
           timeoutMs: config.smtpTimeoutMs,
           connection: await smtpConnectionSettings(config),
         });
       })();
+      transport.catch(() => (transport = undefined));
       return (await transport).send(message);
     },
   };
