@@ -157,6 +157,9 @@ async function send(method: string, path: string, body?: unknown): Promise<Respo
   let payload: BodyInit | undefined;
   if (body instanceof FormData) {
     payload = body; // the browser sets the multipart boundary itself
+  } else if (body instanceof Blob) {
+    headers["content-type"] = body.type;
+    payload = body;
   } else if (body !== undefined) {
     headers["content-type"] = "application/json";
     payload = JSON.stringify(body);
@@ -365,4 +368,50 @@ export function subscribeCampaigns(onCampaign: (campaign: Campaign) => void): ()
     }
   });
   return () => source.close();
+}
+
+export type SuppressionReason = "unsubscribed" | "bounced" | "complained" | "manual";
+
+export interface Suppression {
+  email: string;
+  reason: SuppressionReason;
+  campaignId: number | null;
+  detail: string | null;
+  createdAt: string;
+}
+
+export interface SuppressionPage {
+  suppressions: Suppression[];
+  nextCursor: string | null;
+  counts: Record<SuppressionReason, number>;
+}
+
+export async function listSuppressions(query: { q?: string; cursor?: string }): Promise<SuppressionPage> {
+  const params = new URLSearchParams();
+  if (query.q) params.set("q", query.q);
+  if (query.cursor) params.set("cursor", query.cursor);
+  const qs = params.toString();
+  return json("GET", `/api/suppressions${qs ? `?${qs}` : ""}`);
+}
+
+/** Adds addresses (one per line, or a CSV with an email column) as `manual` entries. */
+export async function importSuppressions(
+  text: string,
+): Promise<{ accepted: number; written: number; rejected: Rejected[] }> {
+  const res = await send("POST", "/api/suppressions", new Blob([text], { type: "text/csv" }));
+  return (await res.json()) as { accepted: number; written: number; rejected: Rejected[] };
+}
+
+export async function removeSuppression(email: string): Promise<void> {
+  await send("DELETE", `/api/suppressions/${encodeURIComponent(email)}`);
+}
+
+export async function downloadSuppressionsCsv(): Promise<void> {
+  const res = await send("GET", "/api/suppressions.csv");
+  const url = URL.createObjectURL(await res.blob());
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = "suppressions.csv";
+  a.click();
+  URL.revokeObjectURL(url);
 }
