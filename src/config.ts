@@ -4,6 +4,8 @@
  * problem at once with the setting's name, and it returns a frozen object.
  */
 import { resolve } from "node:path";
+import { parseMailbox } from "./mail/message.js";
+import { parseSmtpServerUrl, parseSmtpServerUrls } from "./mail/smtp-server-url.js";
 import { decodePercent, redactUrl, urlPassword, urlUsername, type Secrets } from "./redact.js";
 
 export { redactUrl };
@@ -19,6 +21,26 @@ export interface Config {
   readonly brokerUrl: string | undefined;
   /** `LOVAGE_SMTP_URL`: comma-separated `smtp://`/`smtps://` URLs; empty means the mail catcher. */
   readonly smtpUrls: readonly string[];
+  /** `LOVAGE_SMTP_CA_FILE`: PEM certificates that verify the SMTP servers' certificates; unset: the system's trusted CAs. Verification is always on. */
+  readonly smtpCaFile: string | undefined;
+  /** `LOVAGE_SMTP_EHLO_NAME`: the name Lovage gives in EHLO; default the host name of `LOVAGE_PUBLIC_URL`, else the machine's if it has a dot. */
+  readonly smtpEhloName: string | undefined;
+  /** `LOVAGE_PUBLIC_URL`: where users and mailbox providers reach the API (`https://mail.example.com`), without a trailing slash; unset: no unsubscribe links. */
+  readonly publicUrl: string | undefined;
+  /** `LOVAGE_DEFAULT_FROM`: the sender of campaigns that give none (`News <news@example.com>`); unset with a relay: campaigns must give `from`. */
+  readonly defaultFrom: string | undefined;
+  /** `LOVAGE_UNSUBSCRIBE_MAILTO`: an address put in List-Unsubscribe as a mailto: beside the link (needs `LOVAGE_PUBLIC_URL`); unset: the link alone. */
+  readonly unsubscribeMailto: string | undefined;
+  /** `LOVAGE_BOUNCE_ADDRESS`: the envelope sender of every message (where bounces go); `{token}` in its local part becomes the recipient's token (VERP: `bounces+{token}@example.com`); unset: the From address. */
+  readonly bounceAddress: string | undefined;
+  /** `LOVAGE_BOUNCE_SMTP_PORT`: where the bounce listener (DSN and ARF reports over SMTP) listens, on `LOVAGE_HOST`; unset: no listener. */
+  readonly bounceSmtpPort: number | undefined;
+  /** `LOVAGE_SOFT_BOUNCE_LIMIT`, default 3: soft bounces of one recipient that count as a hard bounce. */
+  readonly softBounceLimit: number;
+  /** `LOVAGE_SES_WEBHOOK_SECRET`: accepts unsigned posts to `/api/webhooks/ses?secret=…` with it; unset: only SNS-signed ones. */
+  readonly sesWebhookSecret: string | undefined;
+  /** `LOVAGE_DKIM_DOMAIN`, `LOVAGE_DKIM_SELECTOR`, `LOVAGE_DKIM_KEY_FILE` (a PEM private key): every message is signed; unset: no DKIM signature. */
+  readonly dkim: { readonly domain: string; readonly selector: string; readonly keyFile: string } | undefined;
   /** `LOVAGE_HOST`, default `127.0.0.1`. */
   readonly host: string;
   /** `PORT`, default 5000; 0 picks a free port. */
@@ -83,6 +105,10 @@ type Env = Record<string, string | undefined>;
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
+/** A fully qualified host name, as EHLO wants it (RFC 5321 §4.1.1.1), ASCII. */
+const HOST_NAME =
+  /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$/i;
+
 export const DEFAULT_TASK_MODULES = ["lovage:examples/add/tasks.js"];
 
 /** Reads and validates every setting; throws a ConfigError listing every problem at once. */
@@ -120,10 +146,104 @@ export function loadConfig(env: Env): Config {
   };
 
   const smtpUrls = splitUrls(text("LOVAGE_SMTP_URL") ?? "").filter((raw) => {
-    const problem = urlProblem(raw, ["smtp", "smtps"], "smtp://user:pass@relay:587");
+    const problem =
+      urlProblem(raw, ["smtp", "smtps"], "smtp://user:pass@relay:587") ?? smtpParameterProblem(raw);
     if (problem !== undefined) problems.push(`LOVAGE_SMTP_URL: ${problem}`);
     return problem === undefined;
   });
+  if (smtpUrls.length > 1) {
+    try {
+      parseSmtpServerUrls(smtpUrls);
+    } catch (error) {
+      problems.push(`LOVAGE_SMTP_URL: ${(error as Error).message}`);
+    }
+  }
+  const publicUrl = url("LOVAGE_PUBLIC_URL", ["http", "https"], "https://mail.example.com");
+  if (publicUrl !== undefined && /[?#]/.test(publicUrl)) {
+    problems.push(`LOVAGE_PUBLIC_URL: expected no query or fragment, got "${publicUrl}"`);
+  }
+  const defaultFrom = text("LOVAGE_DEFAULT_FROM");
+  if (defaultFrom !== undefined) {
+    const parsed = parseMailbox(defaultFrom);
+    if (!parsed.ok)
+      problems.push(
+        `LOVAGE_DEFAULT_FROM: expected an address or "Name <address>", got "${defaultFrom}": ${parsed.reason}`,
+      );
+  }
+  const dkimDomain = text("LOVAGE_DKIM_DOMAIN");
+  const dkimSelector = text("LOVAGE_DKIM_SELECTOR");
+  const dkimKeyFile = text("LOVAGE_DKIM_KEY_FILE");
+  const dkimGiven = [dkimDomain, dkimSelector, dkimKeyFile].filter((v) => v !== undefined).length;
+  if (dkimGiven > 0 && dkimGiven < 3) {
+    const missing = [
+      ["LOVAGE_DKIM_DOMAIN", dkimDomain],
+      ["LOVAGE_DKIM_SELECTOR", dkimSelector],
+      ["LOVAGE_DKIM_KEY_FILE", dkimKeyFile],
+    ]
+      .filter(([, value]) => value === undefined)
+      .map(([name]) => name);
+    problems.push(
+      `${missing.join(", ")}: DKIM signing needs the domain, the selector and the key file together`,
+    );
+  }
+  if (dkimDomain !== undefined && !HOST_NAME.test(dkimDomain)) {
+    problems.push(
+      `LOVAGE_DKIM_DOMAIN: expected a domain such as example.com (ASCII; punycode for an IDN), got "${dkimDomain}"`,
+    );
+  }
+  if (
+    dkimSelector !== undefined &&
+    !/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/i.test(dkimSelector)
+  ) {
+    problems.push(
+      `LOVAGE_DKIM_SELECTOR: expected letters, digits, "-" and dots, like lovage1, got "${dkimSelector}"`,
+    );
+  }
+  const unsubscribeMailto = text("LOVAGE_UNSUBSCRIBE_MAILTO");
+  if (unsubscribeMailto !== undefined) {
+    const parsed = parseMailbox(unsubscribeMailto);
+    if (!parsed.ok || parsed.mailbox.name !== "" || /[?&%]/.test(unsubscribeMailto))
+      problems.push(
+        `LOVAGE_UNSUBSCRIBE_MAILTO: expected a bare address like unsubscribe@example.com, got "${unsubscribeMailto}"`,
+      );
+    else if (publicUrl === undefined)
+      problems.push(
+        "LOVAGE_UNSUBSCRIBE_MAILTO: needs LOVAGE_PUBLIC_URL too (the mailto goes beside the one-click link)",
+      );
+  }
+  const bounceAddress = text("LOVAGE_BOUNCE_ADDRESS");
+  if (bounceAddress !== undefined) {
+    const sample = bounceAddress.replace("{token}", "abcdefghijklmnopqrstuvwxyz");
+    const parsed = parseMailbox(sample);
+    if (
+      !parsed.ok ||
+      parsed.mailbox.name !== "" ||
+      bounceAddress.split("{token}").length > 2 ||
+      /[{}]/.test(sample)
+    )
+      problems.push(
+        `LOVAGE_BOUNCE_ADDRESS: expected a bare address, optionally with one {token} in the local part (bounces+{token}@example.com), got "${bounceAddress}"`,
+      );
+    else if (
+      bounceAddress.includes("{token}") &&
+      bounceAddress.indexOf("{token}") > bounceAddress.lastIndexOf("@")
+    )
+      problems.push(
+        `LOVAGE_BOUNCE_ADDRESS: {token} must be in the local part (before the @), got "${bounceAddress}"`,
+      );
+  }
+  const sesWebhookSecret = text("LOVAGE_SES_WEBHOOK_SECRET");
+  if (sesWebhookSecret !== undefined && !/^[\w-]{16,200}$/.test(sesWebhookSecret)) {
+    problems.push(
+      `LOVAGE_SES_WEBHOOK_SECRET: expected 16 to 200 letters, digits, "_" or "-" (it goes in a URL), got ${sesWebhookSecret.length} characters`,
+    );
+  }
+  const ehloName = text("LOVAGE_SMTP_EHLO_NAME");
+  if (ehloName !== undefined && !HOST_NAME.test(ehloName)) {
+    problems.push(
+      `LOVAGE_SMTP_EHLO_NAME: expected a host name such as mail.example.com (letters, digits, "-" and dots), got "${ehloName}"`,
+    );
+  }
 
   const logLevel = text("LOVAGE_LOG_LEVEL") ?? "info";
   if (!LOG_LEVELS.includes(logLevel)) {
@@ -148,6 +268,22 @@ export function loadConfig(env: Env): Config {
     databaseUrl: url("LOVAGE_DATABASE_URL", ["postgres", "postgresql"], "postgres://user@host:5432/lovage"),
     brokerUrl: url("LOVAGE_BROKER_URL", ["redis", "rediss"], "redis://127.0.0.1:6379"),
     smtpUrls,
+    smtpCaFile: text("LOVAGE_SMTP_CA_FILE"),
+    smtpEhloName: ehloName,
+    publicUrl: publicUrl?.replace(/\/+$/, ""),
+    defaultFrom,
+    unsubscribeMailto,
+    bounceAddress,
+    bounceSmtpPort:
+      text("LOVAGE_BOUNCE_SMTP_PORT") === undefined
+        ? undefined
+        : integer("LOVAGE_BOUNCE_SMTP_PORT", 0, 0, 65535),
+    softBounceLimit: integer("LOVAGE_SOFT_BOUNCE_LIMIT", 3, 1, 100),
+    sesWebhookSecret,
+    dkim:
+      dkimDomain && dkimSelector && dkimKeyFile
+        ? { domain: dkimDomain, selector: dkimSelector, keyFile: dkimKeyFile }
+        : undefined,
     host: text("LOVAGE_HOST") ?? "127.0.0.1",
     port: integer("PORT", 5000, 0, 65535),
     catcherPort: integer("LOVAGE_CATCHER_PORT", 2525, 0, 65535),
@@ -189,6 +325,7 @@ export function loadConfig(env: Env): Config {
     smtpUrls: Object.freeze([...config.smtpUrls]),
     taskModules: Object.freeze([...config.taskModules]),
     queues: config.queues && Object.freeze([...config.queues]),
+    dkim: config.dkim && Object.freeze({ ...config.dkim }),
   });
 }
 
@@ -242,6 +379,16 @@ function urlProblem(raw: string, schemes: string[], example: string): string | u
   return undefined;
 }
 
+/** Why an SMTP URL's parameters are refused (smtp-server-url.ts), naming the server, or undefined. */
+function smtpParameterProblem(raw: string): string | undefined {
+  try {
+    parseSmtpServerUrl(raw);
+    return undefined;
+  } catch (error) {
+    return `server "${redactUrl(raw)}": ${(error as Error).message}`;
+  }
+}
+
 /**
  * Splits a comma-separated list of URLs. A piece that does not start with a scheme belongs to
  * the URL before it: a password may hold a comma.
@@ -278,6 +425,7 @@ export function secretsInEnv(env: Env): Secrets {
       env.LOVAGE_PASSWORD?.trim(),
       env.LOVAGE_TOKEN?.trim(),
       env.LOVAGE_METRICS_TOKEN?.trim(),
+      env.LOVAGE_SES_WEBHOOK_SECRET?.trim(),
     ],
   };
 }
@@ -285,10 +433,10 @@ export function secretsInEnv(env: Env): Secrets {
 /** The secrets a loaded configuration holds, for the logger's redaction. */
 export function secretsInConfig(
   config: Pick<Config, "databaseUrl" | "brokerUrl" | "smtpUrls" | "jwtSecret" | "adminPassword"> &
-    Partial<Pick<Config, "metricsToken">>,
+    Partial<Pick<Config, "metricsToken" | "sesWebhookSecret">>,
 ): Secrets {
   return {
     urls: [config.databaseUrl, config.brokerUrl, ...config.smtpUrls],
-    values: [config.jwtSecret, config.adminPassword, config.metricsToken],
+    values: [config.jwtSecret, config.adminPassword, config.metricsToken, config.sesWebhookSecret],
   };
 }

@@ -4,7 +4,8 @@
  * each. Whatever is opened here is closed in reverse order by `close()`. Nothing connects at
  * import time.
  */
-import { randomBytes } from "node:crypto";
+import { createPrivateKey, randomBytes } from "node:crypto";
+import { readFile } from "node:fs/promises";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { resolve } from "node:path";
 import type { FastifyInstance } from "fastify";
@@ -22,19 +23,35 @@ import { createRedactingLogger } from "./logger.js";
 import { openMailCatcher, type MailCatcher } from "./mail/catcher.js";
 import { createDispatcher, type Dispatcher } from "./mail/dispatcher.js";
 import { createSendBatchTask } from "./mail/send-batch.js";
-import { createDispatchStore, createFiguresStore, createSendStore } from "./stores.js";
 import { recordJobFigures } from "./db/figures.js";
 import { parseSmtpServerUrl } from "./mail/smtp-server-url.js";
 import { createJobFigures, startFigures } from "./monitor/figures.js";
 import { knownQueues } from "./api/routes/queues.js";
 import { createQueueAdmin } from "./queue/queues.js";
+import type { MessageSettings } from "./mail/message.js";
+import type { TestTransport } from "./mail/preview.js";
+import { createTokens, type Tokens } from "./mail/tokens.js";
+import { createDispatchStore, createFeedbackStore, createFiguresStore, createSendStore } from "./stores.js";
+import { openBounceListener } from "./mail/bounce-listener.js";
 import { createSmtpTransport, type Transport } from "./mail/transport-pool.js";
+import {
+  ehloNameOf,
+  type DkimSettings,
+  type SmtpConnectionSettings,
+} from "./mail/smtp-connection-options.js";
 import { openBroker, type Broker } from "./queue/connection.js";
 import { createProducer } from "./queue/producer.js";
 import { createSchedules } from "./queue/schedules.js";
 import { TaskRegistry, type AnyTask, type Retention } from "./queue/task.js";
 import { createWorkerId, startWorker, type RunningWorker } from "./queue/worker.js";
-import { connectFailure, listenFailure, listenSetting, messageOf, naming } from "./setting-error.js";
+import {
+  SettingError,
+  connectFailure,
+  listenFailure,
+  listenSetting,
+  messageOf,
+  naming,
+} from "./setting-error.js";
 
 export interface Roles {
   /** HTTP API, dashboard and dispatcher. */
@@ -64,7 +81,31 @@ export const ADMIN_USER = "admin";
 /** How often a worker reports itself; `GET /api/workers` drops one silent for three beats. */
 export const HEARTBEAT_MS = 5_000;
 export const WORKER_TIMEOUT_MS = 3 * HEARTBEAT_MS;
-export const DEFAULT_FROM = "Lovage <no-reply@lovage.local>";
+/**
+ * The sender of campaigns without one when nothing else is set and mail goes to the catcher
+ * only: no one outside ever sees it. With a relay there is no such default (LOVAGE_DEFAULT_FROM).
+ */
+export const CATCHER_FROM = "Lovage <no-reply@lovage.localhost>";
+
+/** The secret under the opaque ids and unsubscribe tokens (mail/tokens.ts), made once per deployment. */
+export async function mailTokens(store: Store): Promise<Tokens> {
+  return createTokens(
+    await getOrCreateSetting(store.db, "mail_token_secret", () => randomBytes(32).toString("base64url")),
+  );
+}
+
+/** What every message shares, for the send-batch task and the test send. */
+export async function messageSettings(
+  store: Store,
+  config: Pick<Config, "publicUrl" | "unsubscribeMailto" | "bounceAddress">,
+): Promise<MessageSettings> {
+  return {
+    tokens: await mailTokens(store),
+    publicUrl: config.publicUrl,
+    unsubscribeMailto: config.unsubscribeMailto,
+    bounceAddress: config.bounceAddress,
+  };
+}
 
 export function createLogger(
   config: Pick<Config, "logLevel"> & Parameters<typeof secretsInConfig>[0],
@@ -227,10 +268,41 @@ async function syncSchedules(broker: Broker, store: Store, tasks: TaskRegistry, 
   await createSchedules({ broker, store: createScheduleStore(store.db), tasks, retention }).sync(tasks.all());
 }
 
+/** The files the SMTP connections need, read once at start; a file that cannot be read stops it. */
+export async function smtpConnectionSettings(config: Config): Promise<SmtpConnectionSettings> {
+  const read = (setting: string, path: string | undefined) =>
+    path === undefined
+      ? Promise.resolve(undefined)
+      : naming(setting, readFile(path, "utf8"), (error) => `cannot read ${path}: ${messageOf(error)}`);
+  const ca = await read("LOVAGE_SMTP_CA_FILE", config.smtpCaFile);
+  if (ca !== undefined && !ca.includes("-----BEGIN CERTIFICATE-----")) {
+    throw new SettingError("LOVAGE_SMTP_CA_FILE", `${config.smtpCaFile} holds no PEM certificate`);
+  }
+  let dkim: DkimSettings | undefined;
+  if (config.dkim) {
+    const privateKey = (await read("LOVAGE_DKIM_KEY_FILE", config.dkim.keyFile))!;
+    try {
+      createPrivateKey(privateKey);
+    } catch (error) {
+      throw new SettingError(
+        "LOVAGE_DKIM_KEY_FILE",
+        `${config.dkim.keyFile} holds no private key in PEM form (${messageOf(error)})`,
+        { cause: error },
+      );
+    }
+    dkim = { domainName: config.dkim.domain, keySelector: config.dkim.selector, privateKey };
+  }
+  return {
+    ca,
+    ehloName: ehloNameOf({ ehloName: config.smtpEhloName, publicUrl: config.publicUrl }),
+    dkim,
+  };
+}
+
 /** The worker role: SMTP (or the mail catcher), the send-batch task and the user's tasks, heartbeats. */
 async function startWorkerRole(
   config: Config,
-  parts: { store: Store; broker: Broker; userTasks: TaskRegistry; logger: Logger },
+  parts: WorkerParts,
   opened: Opened[],
 ): Promise<{ worker: RunningWorker; catcherUrl: string | undefined; stopped: Promise<void> }> {
   const { store, broker, logger } = parts;
@@ -247,11 +319,14 @@ async function startWorkerRole(
       (error) => listenFailure(error, config.catcherPort),
     );
     opened.push(catcher);
-    smtpUrls = [catcher.url];
+    // The catcher offers no STARTTLS (loopback only); the URL says so rather than rely on it.
+    smtpUrls = [`${catcher.url}?tls=none`];
+    parts.smtp.catcherUrl = smtpUrls[0];
   }
   const transport: Transport = createSmtpTransport(smtpUrls, {
     poolSize: config.smtpPoolSize,
     timeoutMs: config.smtpTimeoutMs,
+    connection: await smtpConnectionSettings(config),
   });
   opened.push(transport);
   const workerId = createWorkerId();
@@ -267,6 +342,7 @@ async function startWorkerRole(
       maxAttempts: config.maxAttempts,
       retryBaseMs: config.retryBaseMs,
       leaseMs: config.leaseMs,
+      message: await messageSettings(store, config),
       logger,
     }),
   );
@@ -301,10 +377,52 @@ async function startWorkerRole(
   return { worker, catcherUrl: catcher?.url, stopped };
 }
 
+interface WorkerParts {
+  store: Store;
+  broker: Broker;
+  userTasks: TaskRegistry;
+  logger: Logger;
+  smtp: { catcherUrl: string | undefined };
+}
+
+/**
+ * The transport of test sends: one connection to the first SMTP server, or to this process's
+ * catcher, opened at the first test send. Undefined when this process has neither.
+ */
+function testTransportFor(
+  config: Config,
+  parts: WorkerParts,
+  roles: Roles,
+  opened: Opened[],
+): TestTransport | undefined {
+  if (config.smtpUrls.length === 0 && !roles.worker) return undefined;
+  let transport: Promise<Transport> | undefined;
+  opened.push({ close: async () => (await transport?.catch(() => undefined))?.close() });
+  return {
+    async send(message) {
+      // A failed opening is not kept: the next test send tries again.
+      transport ??= (async () => {
+        const catcherUrl = parts.smtp.catcherUrl;
+        if (config.smtpUrls.length === 0 && catcherUrl === undefined)
+          throw new Error("the mail catcher has not started yet; try again in a moment");
+        const urls = config.smtpUrls.length > 0 ? config.smtpUrls.slice(0, 1) : [catcherUrl!];
+        return createSmtpTransport(urls, {
+          poolSize: 1,
+          timeoutMs: config.smtpTimeoutMs,
+          connection: await smtpConnectionSettings(config),
+        });
+      })();
+      transport.catch(() => (transport = undefined));
+      return (await transport).send(message);
+    },
+  };
+}
+
 /** The API role: users and the signing secret, the dispatcher, and the HTTP server. */
 async function startApiRole(
   config: Config,
-  parts: { store: Store; broker: Broker; userTasks: TaskRegistry; logger: Logger },
+  parts: WorkerParts,
+  roles: Roles,
   opened: Opened[],
 ): Promise<{ url: string; generatedAdminPassword: string | undefined }> {
   const { store, broker, logger } = parts;
@@ -355,7 +473,12 @@ async function startApiRole(
     tokenTtlMs: config.tokenTtlMs,
     maxBodyBytes: config.maxBodyBytes,
     maxUploadBytes: config.maxUploadBytes,
-    defaultFrom: DEFAULT_FROM,
+    defaultFrom: config.defaultFrom ?? (config.smtpUrls.length === 0 ? CATCHER_FROM : undefined),
+    messageSettings: await messageSettings(store, config),
+    publicUrl: config.publicUrl,
+    softBounceLimit: config.softBounceLimit,
+    sesWebhookSecret: config.sesWebhookSecret,
+    testTransport: testTransportFor(config, parts, roles, opened),
     workerTimeoutMs: WORKER_TIMEOUT_MS,
     catcherEnabled: config.smtpUrls.length === 0,
     metricsToken: config.metricsToken,
@@ -364,6 +487,26 @@ async function startApiRole(
     logger: logger.child({ component: "http" }),
   });
   opened.push(app);
+  if (config.bounceSmtpPort !== undefined) {
+    const bounceSmtpPort = config.bounceSmtpPort;
+    const listener = await naming(
+      (error) => listenSetting(error, { port: "LOVAGE_BOUNCE_SMTP_PORT", host: "LOVAGE_HOST" }),
+      openBounceListener({
+        store: createFeedbackStore(store.db),
+        settings: {
+          tokens: await mailTokens(store),
+          softBounceLimit: config.softBounceLimit,
+          bounceAddress: config.bounceAddress,
+        },
+        port: bounceSmtpPort,
+        host: config.host,
+        logger: logger.child({ component: "bounces" }),
+      }),
+      (error) => listenFailure(error, bounceSmtpPort),
+    );
+    opened.push(listener);
+    logger.info({ url: listener.url }, "bounce listener ready");
+  }
   const address = await naming(
     (error) => listenSetting(error, { port: "PORT", host: "LOVAGE_HOST" }),
     app.listen({ host: config.host, port: config.port }),
@@ -405,9 +548,16 @@ export async function startLovage(
     opened.push(store);
     const broker = await openBrokerFor(config, store);
     opened.push(broker);
-    const parts = { store, broker, userTasks: await loadTasks(config.taskModules), logger };
+    const parts = {
+      store,
+      broker,
+      userTasks: await loadTasks(config.taskModules),
+      logger,
+      // The catcher's URL, once this process's worker role has opened it (test sends go there).
+      smtp: { catcherUrl: undefined as string | undefined },
+    };
     // The API first: it answers /healthz while the worker starts (jobs it enqueues meanwhile wait).
-    const api = roles.api ? await startApiRole(config, parts, opened) : undefined;
+    const api = roles.api ? await startApiRole(config, parts, roles, opened) : undefined;
     const worker = roles.worker ? await startWorkerRole(config, parts, opened) : undefined;
     return {
       url: api?.url,

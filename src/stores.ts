@@ -15,6 +15,9 @@ import type { DispatchStore } from "./mail/dispatcher.js";
 import type { SendStore } from "./mail/send-batch.js";
 import { domainGroup } from "./monitor/domain-groups.js";
 import type { FiguresStore } from "./monitor/figures.js";
+import type { FeedbackStore } from "./mail/bounces.js";
+import * as feedback from "./db/feedback.js";
+import * as suppressions from "./db/suppressions.js";
 
 /** `server`: the SMTP server's name recorded with each attempt that does not name its own. */
 export function createSendStore(db: Db, options: { server?: string } = {}): SendStore {
@@ -63,5 +66,17 @@ export function createFiguresStore(db: Kysely<Database>): FiguresStore {
     rollUpEmails: () => figures.rollUpEmails(db, domainGroup),
     recordQueueDepth: (at, depths) => figures.recordQueueDepth(db, at, depths),
     prune: (retentionMs) => figures.pruneFigures(db, retentionMs),
+  };
+}
+
+export function createFeedbackStore(db: Db): FeedbackStore {
+  return {
+    findTarget: (by) => feedback.findFeedbackTarget(db, by),
+    record: (target, report, softLimit) => feedback.recordFeedback(db, target, report, softLimit),
+    suppress: async (email, reason, detail) => {
+      await suppressions.addSuppressions(db, [{ email, reason, detail }]);
+    },
+    unsubscribe: (recipientId) =>
+      suppressions.suppressRecipient(db, recipientId, "unsubscribed", "mailto: request"),
   };
 }

@@ -13,6 +13,8 @@ import fastifySwaggerUi from "@fastify/swagger-ui";
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { Kysely } from "kysely";
 import type { Database } from "../db/schema.js";
+import type { MessageSettings } from "../mail/message.js";
+import type { TestTransport } from "../mail/preview.js";
 import type { Broker } from "../queue/connection.js";
 import type { Producer } from "../queue/producer.js";
 import type { TaskRegistry } from "../queue/task.js";
@@ -21,6 +23,7 @@ import { declareScopeAccess, enforceAccess } from "./access.js";
 import { answerFrameworkError, registerErrorHandler } from "./errors.js";
 import { buildValidator, registerInputChecks } from "./input.js";
 import { authRoutes } from "./routes/auth.js";
+import { bounceRoutes } from "./routes/bounces.js";
 import { campaignRoutes } from "./routes/campaigns.js";
 import { eventRoutes } from "./routes/events.js";
 import { figureRoutes } from "./routes/figures.js";
@@ -29,8 +32,11 @@ import { messageRoutes } from "./routes/messages.js";
 import { metricsRoutes } from "./routes/metrics.js";
 import { queueRoutes } from "./routes/queues.js";
 import { scheduleRoutes } from "./routes/schedules.js";
+import { suppressionRoutes } from "./routes/suppressions.js";
 import { taskRoutes } from "./routes/tasks.js";
 import { userRoutes } from "./routes/users.js";
+import { unsubscribeRoutes } from "./routes/unsubscribe.js";
+import { webhookRoutes } from "./routes/webhooks.js";
 import { DOCS_CSP, registerSecurityHeaders } from "./security-headers.js";
 
 export interface AppDeps {
@@ -46,7 +52,20 @@ export interface AppDeps {
   tokenTtlMs?: number;
   maxBodyBytes: number;
   maxUploadBytes: number;
-  defaultFrom: string;
+  /** The sender of campaigns that give none; undefined: they must give one. */
+  defaultFrom: string | undefined;
+  /** What every message shares (token keys, unsubscribe and bounce settings), for previews. */
+  messageSettings?: MessageSettings | undefined;
+  /** `LOVAGE_PUBLIC_URL`: without it `{{unsubscribe_url}}` is refused and there is no List-Unsubscribe. */
+  publicUrl?: string | undefined;
+  /** `LOVAGE_SOFT_BOUNCE_LIMIT`, default 3. */
+  softBounceLimit?: number | undefined;
+  /** `LOVAGE_SES_WEBHOOK_SECRET`: lets unsigned SES webhook posts in with `?secret=`. */
+  sesWebhookSecret?: string | undefined;
+  /** How the SES webhook fetches SNS's signing certificates and confirmation URLs; default fetch. */
+  snsFetch?: ((url: string) => Promise<string>) | undefined;
+  /** The transport a test send goes through; absent when this process has no SMTP server. */
+  testTransport?: TestTransport | undefined;
   /** A worker silent this long is presumed dead and not listed; default 15 s. */
   workerTimeoutMs?: number;
   catcherEnabled: boolean;
@@ -119,6 +138,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await eventRoutes(api, deps);
     await healthRoutes(api, deps);
     await metricsRoutes(api, deps);
+    await unsubscribeRoutes(api, deps);
+    await suppressionRoutes(api, deps);
+    await bounceRoutes(api, deps);
+    await webhookRoutes(api, deps);
   });
 
   if (deps.webRoot !== undefined && existsSync(deps.webRoot)) {

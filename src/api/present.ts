@@ -17,6 +17,10 @@ export interface CampaignView {
   text: string | null;
   html: string | null;
   priority: number;
+  replyTo: string | null;
+  headers: Record<string, string>;
+  listUnsubscribe: boolean;
+  ignoreManualSuppressions: boolean;
   status: string;
   statusReason: string | null;
   sendAt: string | null;
@@ -50,6 +54,10 @@ export async function presentCampaigns(db: Db, rows: CampaignRow[]): Promise<Cam
       text: row.text,
       html: row.html,
       priority: row.priority,
+      replyTo: row.replyTo,
+      headers: row.headers,
+      listUnsubscribe: row.listUnsubscribe,
+      ignoreManualSuppressions: row.ignoreManualSuppressions,
       status: row.status,
       statusReason: row.statusReason,
       sendAt: iso(row.sendAt),
@@ -74,7 +82,7 @@ export function presentRecipient(row: RecipientRow) {
     id: row.id,
     campaignId: row.campaignId,
     line: row.line,
-    email: row.email,
+    email: row.address,
     fields: row.fields,
     status: row.status,
     attempts: row.attempts,

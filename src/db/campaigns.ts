@@ -26,6 +26,14 @@ export interface NewCampaign {
   html: string | null;
   priority: number;
   sendAt: Date | null;
+  /** A `Name <address>` or an address, as from is; null: replies go to From. */
+  replyTo: string | null;
+  /** Extra headers, checked against the list of what a campaign may set (mail/message.ts). */
+  headers: Record<string, string>;
+  /** Whether messages carry List-Unsubscribe (when LOVAGE_PUBLIC_URL is set); false for transactional mail. */
+  listUnsubscribe: boolean;
+  /** Sends to addresses suppressed with reason `manual` (never to unsubscribed, bounced or complained ones). */
+  ignoreManualSuppressions: boolean;
 }
 
 export interface CampaignRow extends NewCampaign {
@@ -53,6 +61,10 @@ const COLUMNS = [
   "created_at",
   "started_at",
   "completed_at",
+  "reply_to",
+  "headers",
+  "list_unsubscribe",
+  "ignore_manual_suppressions",
 ] as const;
 
 function toRow(raw: {
@@ -70,6 +82,10 @@ function toRow(raw: {
   created_at: Date;
   started_at: Date | null;
   completed_at: Date | null;
+  reply_to: string | null;
+  headers: Record<string, string>;
+  list_unsubscribe: boolean;
+  ignore_manual_suppressions: boolean;
 }): CampaignRow {
   return {
     id: raw.id,
@@ -86,6 +102,10 @@ function toRow(raw: {
     createdAt: raw.created_at,
     startedAt: raw.started_at,
     completedAt: raw.completed_at,
+    replyTo: raw.reply_to,
+    headers: raw.headers,
+    listUnsubscribe: raw.list_unsubscribe,
+    ignoreManualSuppressions: raw.ignore_manual_suppressions,
   };
 }
 
@@ -100,6 +120,10 @@ export async function insertCampaign(db: Db, campaign: NewCampaign): Promise<num
       html_body: campaign.html,
       priority: campaign.priority,
       send_at: campaign.sendAt,
+      reply_to: campaign.replyTo,
+      headers: JSON.stringify(campaign.headers),
+      list_unsubscribe: campaign.listUnsubscribe,
+      ignore_manual_suppressions: campaign.ignoreManualSuppressions,
       // Recipients are inserted in the same transaction, before anyone can see the campaign.
       status: campaign.sendAt && campaign.sendAt > new Date() ? "scheduled" : "sending",
       started_at: campaign.sendAt && campaign.sendAt > new Date() ? null : new Date(),

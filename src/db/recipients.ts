@@ -14,6 +14,12 @@ export const RECIPIENT_STATUSES = Object.freeze({
   failed: "failed",
   skipped: "skipped",
   unknown: "unknown",
+  /** Never handed to SMTP: the address is on the suppression list (last_error says why). */
+  suppressed: "suppressed",
+  /** Sent, then bounced (a hard bounce, or soft ones past the limit); the diagnostic is in last_error. */
+  bounced: "bounced",
+  /** Sent, then reported as spam by the recipient (a feedback-loop report). */
+  complained: "complained",
 } as const);
 export type RecipientStatus = (typeof RECIPIENT_STATUSES)[keyof typeof RECIPIENT_STATUSES];
 export const ALL_RECIPIENT_STATUSES = Object.values(RECIPIENT_STATUSES);
@@ -24,7 +30,10 @@ export type Db = Kysely<Database> | Transaction<Database>;
 
 export interface NewRecipient {
   line: number;
+  /** The dedupe key (lowercased). */
   email: string;
+  /** The address to send to, when its case differs from `email`. */
+  address?: string;
   fields: Record<string, string>;
 }
 
@@ -33,6 +42,8 @@ export interface RecipientRow {
   campaignId: number;
   line: number;
   email: string;
+  /** What is sent to: the address as typed. */
+  address: string;
   fields: Record<string, string>;
   status: RecipientStatus;
   attempts: number;
@@ -49,6 +60,7 @@ const ROW_COLUMNS = [
   "campaign_id",
   "line",
   "email",
+  "address",
   "fields",
   "status",
   "attempts",
@@ -65,6 +77,7 @@ type RawRow = {
   campaign_id: number;
   line: number;
   email: string;
+  address: string | null;
   fields: Record<string, string>;
   status: string;
   attempts: number;
@@ -82,6 +95,7 @@ function toRow(raw: RawRow): RecipientRow {
     campaignId: raw.campaign_id,
     line: raw.line,
     email: raw.email,
+    address: raw.address ?? raw.email,
     fields: raw.fields,
     status: raw.status as RecipientStatus,
     attempts: raw.attempts,
@@ -107,10 +121,11 @@ export async function insertRecipients(
 ): Promise<{ inserted: number; duplicates: { line: number; email: string; firstLine: number }[] }> {
   if (recipients.length === 0) return { inserted: 0, duplicates: [] };
   const inserted = await sql<{ line: number }>`
-    INSERT INTO lovage.recipients (campaign_id, line, email, fields)
-    SELECT ${campaignId}, line, email, fields::jsonb
+    INSERT INTO lovage.recipients (campaign_id, line, email, address, fields)
+    SELECT ${campaignId}, line, email, address, fields::jsonb
     FROM unnest(${recipients.map((r) => r.line)}::int[], ${recipients.map((r) => r.email)}::text[],
-      ${recipients.map((r) => JSON.stringify(r.fields))}::text[]) AS t(line, email, fields)
+      ${recipients.map((r) => r.address ?? null)}::text[],
+      ${recipients.map((r) => JSON.stringify(r.fields))}::text[]) AS t(line, email, address, fields)
     ON CONFLICT (campaign_id, email) DO NOTHING
     RETURNING line`.execute(db);
   if (inserted.rows.length === recipients.length) return { inserted: inserted.rows.length, duplicates: [] };
@@ -207,14 +222,31 @@ export async function claimForSending(
   leaseMs: number,
 ): Promise<RecipientRow[]> {
   if (recipientIds.length === 0) return [];
+  // The suppression list is read in the same statement as the claim, so no worker can send to
+  // an address suppressed before it: a suppressed row ends `suppressed` with the reason.
   const result = await sql<RawRow>`
-    UPDATE lovage.recipients r
-    SET status = 'sending', attempts = r.attempts + 1, last_attempt_at = now(),
-        lease_expires_at = now() + make_interval(secs => ${leaseMs / 1000})
-    FROM lovage.campaigns c
-    WHERE r.id = ANY(${[...recipientIds]}::int[]) AND r.status = 'queued'
-      AND c.id = r.campaign_id AND c.status = 'sending'
-    RETURNING ${sql.join(ROW_COLUMNS.map((column) => sql.ref(`r.${column}`)))}`.execute(db);
+    WITH claimable AS (
+      SELECT r.id, (
+        SELECT s.reason FROM lovage.suppressions s
+        WHERE s.email = r.email AND NOT (s.reason = 'manual' AND c.ignore_manual_suppressions)
+      ) AS suppressed_for
+      FROM lovage.recipients r JOIN lovage.campaigns c ON c.id = r.campaign_id
+      WHERE r.id = ANY(${[...recipientIds]}::int[]) AND r.status = 'queued' AND c.status = 'sending'
+      ORDER BY r.id
+      FOR UPDATE OF r
+    ), moved AS (
+      UPDATE lovage.recipients r SET
+        status = CASE WHEN k.suppressed_for IS NULL THEN 'sending' ELSE 'suppressed' END,
+        attempts = CASE WHEN k.suppressed_for IS NULL THEN r.attempts + 1 ELSE r.attempts END,
+        last_attempt_at = CASE WHEN k.suppressed_for IS NULL THEN now() ELSE r.last_attempt_at END,
+        lease_expires_at = CASE WHEN k.suppressed_for IS NULL
+          THEN now() + make_interval(secs => ${leaseMs / 1000}) END,
+        last_error = CASE WHEN k.suppressed_for IS NULL THEN r.last_error
+          ELSE 'suppressed: the address is on the suppression list (' || k.suppressed_for || ')' END
+      FROM claimable k WHERE r.id = k.id
+      RETURNING ${sql.join(ROW_COLUMNS.map((column) => sql.ref(`r.${column}`)))}
+    )
+    SELECT * FROM moved WHERE status = 'sending'`.execute(db);
   return result.rows.map(toRow).sort((a, b) => a.id - b.id);
 }
 
@@ -329,7 +361,18 @@ export async function countsByStatus(db: Db): Promise<Record<RecipientStatus, nu
 }
 
 export function emptyCounts(): Record<RecipientStatus, number> {
-  return { pending: 0, queued: 0, sending: 0, sent: 0, failed: 0, skipped: 0, unknown: 0 };
+  return {
+    pending: 0,
+    queued: 0,
+    sending: 0,
+    sent: 0,
+    failed: 0,
+    skipped: 0,
+    unknown: 0,
+    suppressed: 0,
+    bounced: 0,
+    complained: 0,
+  };
 }
 
 /**

@@ -36,6 +36,18 @@ export interface CampaignsTable {
   created_at: CreatedAt;
   started_at: Date | null;
   completed_at: Date | null;
+  reply_to: string | null;
+  headers: ColumnType<Record<string, string>, string | undefined, string>;
+  list_unsubscribe: Generated<boolean>;
+  ignore_manual_suppressions: Generated<boolean>;
+}
+
+export interface SuppressionsTable {
+  email: string;
+  reason: string;
+  campaign_id: number | null;
+  detail: string | null;
+  created_at: CreatedAt;
 }
 
 export interface RecipientsTable {
@@ -43,6 +55,8 @@ export interface RecipientsTable {
   campaign_id: number;
   line: number;
   email: string;
+  address: string | null;
+  soft_bounces: Generated<number>;
   fields: ColumnType<Record<string, string>, string, string>;
   status: Generated<string>;
   attempts: Generated<number>;
@@ -207,4 +221,5 @@ export interface Database {
   "lovage.job_minutes": JobMinutesTable;
   "lovage.job_totals": JobTotalsTable;
   "lovage.queue_minutes": QueueMinutesTable;
+  "lovage.suppressions": SuppressionsTable;
 }

@@ -6,7 +6,7 @@
 import type { CampaignRow, CampaignStatus, NewCampaign } from "../db/campaigns.js";
 import type { NewRecipient, RecipientStatus } from "../db/recipients.js";
 import type { ParseItem, Rejected } from "./recipients/parse.js";
-import { validateEmail } from "./recipients/parse.js";
+import { headerProblems, parseMailbox } from "./message.js";
 import { compileTemplate, unknownPlaceholders } from "./render.js";
 
 /** Bad input the user can fix; `details` says where. */
@@ -53,6 +53,10 @@ export interface CampaignInput {
   html?: unknown;
   priority?: unknown;
   sendAt?: unknown;
+  replyTo?: unknown;
+  headers?: unknown;
+  listUnsubscribe?: unknown;
+  ignoreManualSuppressions?: unknown;
 }
 
 /** Most rejected lines reported back; the count beyond is still given. */
@@ -91,9 +95,13 @@ export function parseDateTime(value: string): Date | undefined {
   return new Date(Date.UTC(y, mo - 1, d, h, mi, sec, ms) - offsetMinutes * 60_000);
 }
 
+/**
+ * `defaultFrom` is LOVAGE_DEFAULT_FROM (or the catcher's stand-in); undefined when neither is
+ * there, and then a campaign must give its own `from`.
+ */
 export function validateCampaignInput(
   input: CampaignInput,
-  defaultFrom: string,
+  defaultFrom: string | undefined,
   now = new Date(),
 ): NewCampaign {
   const problems: { field: string; reason: string }[] = [];
@@ -120,12 +128,57 @@ export function validateCampaignInput(
     problems.push({ field: "text", reason: "text or html is required" });
   }
   const from = optionalText("from", CAMPAIGN_LIMITS.fromChars) ?? defaultFrom;
-  if (!hasProblem("from")) {
-    const fromAddress = /<([^>]+)>\s*$/.exec(from)?.[1] ?? from;
-    const checked = validateEmail(fromAddress);
+  if (from === undefined) {
+    if (!hasProblem("from"))
+      problems.push({
+        field: "from",
+        reason:
+          "is required: no LOVAGE_DEFAULT_FROM is set (a sender of your own domain, for SPF, DKIM and DMARC)",
+      });
+  } else if (!hasProblem("from")) {
+    const checked = parseMailbox(from);
     if (!checked.ok)
-      problems.push({ field: "from", reason: `"${from}" is not a valid address: ${checked.reason}` });
+      problems.push({ field: "from", reason: `"${from}" is not a valid sender: ${checked.reason}` });
   }
+  const replyTo = optionalText("replyTo", CAMPAIGN_LIMITS.fromChars);
+  if (replyTo !== null) {
+    const checked = parseMailbox(replyTo);
+    if (!checked.ok)
+      problems.push({ field: "replyTo", reason: `"${replyTo}" is not a valid address: ${checked.reason}` });
+  }
+  let headers: Record<string, string> = {};
+  if (input.headers !== undefined && input.headers !== null && input.headers !== "") {
+    let value: unknown = input.headers;
+    // A multipart field is text: the headers as a JSON object.
+    if (typeof value === "string") {
+      try {
+        value = JSON.parse(value);
+      } catch {
+        value = undefined;
+      }
+    }
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      problems.push({
+        field: "headers",
+        reason: 'must be an object of header names to values, like {"List-Id": "<news.example.com>"}',
+      });
+    } else {
+      const found = headerProblems(value as Record<string, unknown>);
+      for (const reason of found) problems.push({ field: "headers", reason });
+      if (found.length === 0) headers = value as Record<string, string>;
+    }
+  }
+  const flag = (field: "listUnsubscribe" | "ignoreManualSuppressions", fallback: boolean): boolean => {
+    const value = input[field];
+    if (value === undefined || value === null || value === "") return fallback;
+    // A multipart field is text.
+    if (value === true || value === "true") return true;
+    if (value === false || value === "false") return false;
+    problems.push({ field, reason: "must be true or false" });
+    return fallback;
+  };
+  const listUnsubscribe = flag("listUnsubscribe", true);
+  const ignoreManualSuppressions = flag("ignoreManualSuppressions", false);
   let priority = 0;
   if (input.priority !== undefined && input.priority !== null && input.priority !== "") {
     // A multipart field is text; JSON gives a number.
@@ -159,7 +212,36 @@ export function validateCampaignInput(
   if (problems.length > 0) {
     throw new InvalidCampaignError(problems.map((p) => `${p.field} ${p.reason}`).join("; "), problems);
   }
-  return { name: name ?? subject!, from, subject: subject!, text, html, priority, sendAt };
+  return {
+    name: name ?? subject!,
+    from: from!,
+    subject: subject!,
+    text,
+    html,
+    priority,
+    sendAt,
+    replyTo,
+    headers,
+    listUnsubscribe,
+    ignoreManualSuppressions,
+  };
+}
+
+/**
+ * `{{unsubscribe_url}}` needs LOVAGE_PUBLIC_URL: without it the link would render empty, so the
+ * campaign is refused instead.
+ */
+export function checkUnsubscribePlaceholder(campaign: NewCampaign, publicUrl: string | undefined): void {
+  if (publicUrl !== undefined) return;
+  const used = [campaign.subject, campaign.text, campaign.html]
+    .filter((source): source is string => source !== null)
+    .some((source) => compileTemplate(source).placeholders.includes("unsubscribe_url"));
+  if (used) {
+    throw new InvalidCampaignError(
+      "{{unsubscribe_url}} needs LOVAGE_PUBLIC_URL (the address at which recipients reach Lovage)",
+      [{ field: "text", reason: "{{unsubscribe_url}} without LOVAGE_PUBLIC_URL" }],
+    );
+  }
 }
 
 /**

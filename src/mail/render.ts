@@ -19,7 +19,8 @@ export type Template = {
 // Spaces and tabs only: a placeholder split across lines is more likely a typo than intended.
 const PLACEHOLDER = /\{\{[ \t]*([\p{L}\p{N}_.-]+)[ \t]*\}\}/gu;
 // Fields and placeholders that every recipient has, whatever its input format.
-const ALWAYS_KNOWN = ["email", "name"];
+// `unsubscribe_url` is the recipient's one-click link (mail/message.ts), with LOVAGE_PUBLIC_URL.
+const ALWAYS_KNOWN = ["email", "name", "unsubscribe_url"];
 
 const HTML_ESCAPES: Record<string, string> = {
   "&": "&amp;",

@@ -8,11 +8,10 @@
  * It must never mark a recipient it could not record: when the store is down it keeps trying
  * to write the outcomes, and if it cannot before the lease ends the rows become `unknown`.
  */
-import { randomBytes } from "node:crypto";
 import type { CampaignRow } from "../db/campaigns.js";
 import type { AttemptRecord, Outcome, RecipientRow } from "../db/recipients.js";
 import { declareTask, implementTask, type TaskDefinition } from "../queue/task.js";
-import { compileTemplate, type Template } from "./render.js";
+import { buildMessage, compileMessage, type CompiledMessage, type MessageSettings } from "./message.js";
 import { SendSlots } from "./send-slots.js";
 import type { SendResult, Transport } from "./transport-pool.js";
 
@@ -48,16 +47,12 @@ export interface SendBatchDeps {
   maxAttempts: number;
   retryBaseMs: number;
   leaseMs: number;
+  /** What every message shares (the token keys, the unsubscribe and bounce addresses). */
+  message: MessageSettings;
   logger: { warn(obj: object, msg: string): void };
 }
 
-interface CompiledCampaign {
-  campaign: CampaignRow;
-  subject: Template;
-  text: Template | undefined;
-  html: Template | undefined;
-  domain: string;
-}
+type CompiledCampaign = CompiledMessage;
 
 export const sendBatchInput = {
   parse(input: unknown): SendBatchInput {
@@ -139,13 +134,7 @@ export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBat
     if (cached) return cached;
     const campaign = await deps.store.getCampaign(id);
     if (!campaign) return undefined;
-    const entry = {
-      campaign,
-      subject: compileTemplate(campaign.subject),
-      text: campaign.text ? compileTemplate(campaign.text) : undefined,
-      html: campaign.html ? compileTemplate(campaign.html) : undefined,
-      domain: campaign.from.split("@").pop()?.replace(/>.*$/, "") || "lovage.local",
-    };
+    const entry = compileMessage(campaign);
     // Templates never change after creation; a bounded cache keeps a long-running worker small.
     if (compiled.size > 1000) compiled.clear();
     compiled.set(id, entry);
@@ -154,23 +143,14 @@ export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBat
 
   async function sendOne(entry: CompiledCampaign, recipient: RecipientRow): Promise<AttemptRecord> {
     const startedAt = new Date();
-    const fields: Record<string, string> = { ...recipient.fields, email: recipient.email };
-    const name = fields.name;
-    const messageId = `<${entry.campaign.id}.${recipient.id}.${recipient.attempts}.${randomBytes(6).toString("hex")}@${entry.domain}>`;
-    const sendResult = await deps.transport.send({
-      from: entry.campaign.from,
-      to: name ? `"${name.replace(/["\\]/g, "")}" <${recipient.email}>` : recipient.email,
-      subject: entry.subject.render(fields),
-      text: entry.text?.render(fields),
-      html: entry.html?.render(fields, { escapeHtml: true }),
-      messageId,
-    });
+    const message = buildMessage(entry, recipient, deps.message);
+    const sendResult = await deps.transport.send(message);
     return {
       recipientId: recipient.id,
       campaignId: recipient.campaignId,
       attempt: recipient.attempts,
       startedAt,
-      outcome: outcomeOf(sendResult, recipient.attempts, deps, messageId),
+      outcome: outcomeOf(sendResult, recipient.attempts, deps, message.messageId),
     };
   }
 

@@ -5,16 +5,11 @@
  */
 import nodemailer from "nodemailer";
 import type SMTPPool from "nodemailer/lib/smtp-pool/index.js";
+import { toNodemailerMessage, type OutgoingMessage } from "./message.js";
+import { smtpConnectionOptions, type SmtpConnectionSettings } from "./smtp-connection-options.js";
+import { parseSmtpServerUrl } from "./smtp-server-url.js";
 
-export interface OutgoingMessage {
-  from: string;
-  to: string;
-  subject: string;
-  text?: string | undefined;
-  html?: string | undefined;
-  messageId: string;
-  headers?: Record<string, string>;
-}
+export type { OutgoingMessage };
 
 /**
  * - `temporary`: the server said 4xx, or the message was never handed over (refused
@@ -49,6 +44,17 @@ interface SmtpError extends Error {
 /** Failures that happen before an SMTP session exists: nothing can have been handed over. */
 const NEVER_CONNECTED = /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|Greeting never received/;
 
+/** Certificate checks that fail during the TLS handshake (Node's codes for them). */
+const CERTIFICATE_FAILURE =
+  /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ERR_TLS|ERR_SSL|DEPTH_ZERO|wrong version number|handshake/i;
+
+/** A TLS (STARTTLS or implicit) or greeting failure: the session never reached MAIL FROM. */
+function beforeMailFrom(error: SmtpError & { originalCode?: string }): boolean {
+  if (error.code === "ETLS" || error.command === "STARTTLS") return true;
+  if (/Greeting never received|Invalid greeting/i.test(error.message)) return true;
+  return error.command === "CONN" && CERTIFICATE_FAILURE.test(`${error.originalCode ?? ""} ${error.message}`);
+}
+
 /**
  * nodemailer reports a link lost at RCPT exactly as one lost after the message body (code
  * ECONNECTION, command CONN, no reply code), so a link lost mid-session must count as
@@ -56,6 +62,9 @@ const NEVER_CONNECTED = /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREA
  */
 export function classifySmtpError(error: SmtpError): { kind: SendFailureKind; code: number | null } {
   const code = typeof error.responseCode === "number" ? error.responseCode : null;
+  // Before MAIL FROM nothing of the message was handed over, whatever the server answered to
+  // STARTTLS or in its greeting (a 5xx there says nothing about this recipient).
+  if (beforeMailFrom(error)) return { kind: "temporary", code };
   if (code !== null && code >= 500) return { kind: "permanent", code };
   if (code !== null && code >= 400) return { kind: "temporary", code };
   if (error.syscall === "connect" || NEVER_CONNECTED.test(`${error.code ?? ""} ${error.message}`)) {
@@ -65,34 +74,28 @@ export function classifySmtpError(error: SmtpError): { kind: SendFailureKind; co
 }
 
 function describe(error: SmtpError): string {
-  const text = error.response ?? error.message;
+  // A TLS failure's reply alone ("500 command not recognized") would not say it was STARTTLS.
+  const text = error.code === "ETLS" ? `TLS: ${error.message}` : (error.response ?? error.message);
   return text.length > 500 ? `${text.slice(0, 500)}…` : text;
 }
 
 export function createSmtpTransport(
   urls: readonly string[],
-  options: { poolSize: number; timeoutMs: number },
+  options: { poolSize: number; timeoutMs: number; connection?: SmtpConnectionSettings },
 ): Transport {
   if (urls.length === 0) throw new Error("at least one SMTP URL is needed");
   const servers = urls.map((url) => {
-    const parsed = new URL(url);
+    const spec = parseSmtpServerUrl(url);
     const transport = nodemailer.createTransport({
       pool: true,
-      host: parsed.hostname,
-      port: Number(parsed.port || (parsed.protocol === "smtps:" ? 465 : 25)),
-      secure: parsed.protocol === "smtps:",
-      auth: parsed.username
-        ? { user: decodeURIComponent(parsed.username), pass: decodeURIComponent(parsed.password) }
-        : undefined,
+      ...smtpConnectionOptions(spec, options.connection),
       maxConnections: options.poolSize,
       maxMessages: Infinity,
       connectionTimeout: options.timeoutMs,
       greetingTimeout: options.timeoutMs,
       socketTimeout: options.timeoutMs,
-      // Loopback and private test servers have no certificate worth checking for plain smtp://.
-      ignoreTLS: parsed.protocol === "smtp:" && parsed.searchParams.get("starttls") !== "require",
     } as SMTPPool.Options);
-    return { name: `${parsed.hostname}:${parsed.port}`, transport };
+    return { name: spec.name, transport };
   });
   let next = 0;
 
@@ -101,15 +104,9 @@ export function createSmtpTransport(
     async send(message) {
       const server = servers[next++ % servers.length]!;
       try {
-        const info = (await server.transport.sendMail({
-          from: message.from,
-          to: message.to,
-          subject: message.subject,
-          text: message.text,
-          html: message.html,
-          messageId: message.messageId,
-          headers: message.headers,
-        })) as { response?: string };
+        const info = (await server.transport.sendMail(toNodemailerMessage(message))) as {
+          response?: string;
+        };
         return { ok: true, response: info.response ?? "250", server: server.name };
       } catch (error) {
         const smtpError = error as SmtpError;

@@ -63,6 +63,7 @@ describe("lovage api + lovage worker on Redis and PostgreSQL", () => {
     LOVAGE_DATABASE_URL: postgres.url,
     LOVAGE_BROKER_URL: redis.url,
     LOVAGE_SMTP_URL: smtp.url,
+    LOVAGE_DEFAULT_FROM: "Lovage test <lovage@example.com>",
     ...FAST_RECOVERY,
   });
 

@@ -32,7 +32,10 @@ describe("lovage start (embedded)", () => {
   });
 
   async function start(env: Record<string, string> = {}, dataDir?: string) {
-    const lovage = await startLovage({ env: { LOVAGE_SMTP_URL: smtp.url, ...env }, dataDir });
+    const lovage = await startLovage({
+      env: { LOVAGE_SMTP_URL: smtp.url, LOVAGE_DEFAULT_FROM: "Lovage test <lovage@example.com>", ...env },
+      dataDir,
+    });
     processes.push(lovage);
     return lovage;
   }

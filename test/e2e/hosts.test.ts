@@ -141,6 +141,7 @@ describe.skipIf(unavailable !== undefined)("Lovage on five hosts in network name
       LOVAGE_DATABASE_URL: postgres!.url,
       LOVAGE_BROKER_URL: redis!.url,
       LOVAGE_SMTP_URL: sink!.smtp,
+      LOVAGE_DEFAULT_FROM: "Lovage test <lovage@example.com>",
       // 100 batch jobs, so that each of the three workers gets some.
       LOVAGE_BATCH_SIZE: "10",
       LOVAGE_CONCURRENCY: "4",

@@ -171,6 +171,7 @@ describe("secrets in settings", () => {
     LOVAGE_JWT_SECRET: JWT.value,
     LOVAGE_LOG_LEVEL: "trace",
     LOVAGE_SMTP_TIMEOUT_MS: "2000",
+    LOVAGE_DEFAULT_FROM: "Lovage test <lovage@example.com>",
     ...extra,
   });
 

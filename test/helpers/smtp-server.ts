@@ -39,6 +39,10 @@ export interface ReceivedMessage {
   text: string;
   /** The message as received (dot-stuffing removed); empty unless `keepBodies`. */
   raw: string;
+  /** Whether the session was over TLS (STARTTLS or implicit) when the message came. */
+  secure: boolean;
+  /** The name the client gave in EHLO/HELO. */
+  clientHostname: string;
 }
 
 export interface TestSmtpServer {
@@ -46,6 +50,8 @@ export interface TestSmtpServer {
   port: number;
   /** One entry per accepted message, in the order they were accepted. */
   received: ReceivedMessage[];
+  /** The raw text of every message read to its end at DATA, accepted or not (with `keepBodies`). */
+  dataSeen: string[];
   /** How many accepted messages were addressed (in the envelope) to this address. */
   deliveries(address: string): number;
   /** Addresses that were in the envelope of more than one accepted message. */
@@ -70,6 +76,11 @@ export interface TestSmtpServerOptions {
   host?: string;
   /** @defaultValue 0: a free port */
   port?: number;
+  /**
+   * A certificate and key (PEM): the server offers STARTTLS with them (or, with `implicit`,
+   * speaks TLS from the first byte, as smtps://). @defaultValue no TLS: STARTTLS is not offered
+   */
+  tls?: { key: string; cert: string; implicit?: boolean };
 }
 
 type Outcome =
@@ -87,6 +98,7 @@ export async function startTestSmtpServer(options: TestSmtpServerOptions = {}): 
   let closed = false;
 
   const received: ReceivedMessage[] = [];
+  const dataSeen: string[] = [];
   const deliveryCounts = new Map<string, number>();
   const presentations = new Map<string, number>();
   const messageIndexBySession = new Map<string, number>();
@@ -154,6 +166,8 @@ export async function startTestSmtpServer(options: TestSmtpServerOptions = {}): 
       messageId: parsed.messageId ?? null,
       text: keepBodies ? (parsed.text ?? "") : "",
       raw: keepBodies ? raw.toString("utf8") : "",
+      secure: session.secure,
+      clientHostname: session.hostNameAppearsAs,
     });
     for (const address of envelopeTo) {
       const key = address.toLowerCase();
@@ -164,6 +178,7 @@ export async function startTestSmtpServer(options: TestSmtpServerOptions = {}): 
   async function answerData(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<Outcome> {
     // Read to the end before answering, like a real server: the reply comes after the final dot.
     const raw = await readMessage(stream);
+    if (keepBodies) dataSeen.push(raw.toString("utf8"));
     let reply: Reply = "accept";
     if (stage === "data") {
       for (const rcpt of session.envelope.rcptTo) {
@@ -177,9 +192,11 @@ export async function startTestSmtpServer(options: TestSmtpServerOptions = {}): 
   }
 
   const server = new SMTPServer({
-    // STARTTLS would make every client negotiate TLS with smtp-server's test certificate: slow,
-    // and beside the point of a loopback test server.
-    disabledCommands: ["STARTTLS"],
+    // Without a certificate of the test's own, STARTTLS would make every client negotiate TLS
+    // with smtp-server's test certificate: slow, and beside the point of a loopback test server.
+    ...(options.tls
+      ? { key: options.tls.key, cert: options.tls.cert, secure: options.tls.implicit === true }
+      : { disabledCommands: ["STARTTLS"] }),
     authOptional: true,
     allowInsecureAuth: true,
     onAuth(auth, _session, callback) {
@@ -242,9 +259,10 @@ export async function startTestSmtpServer(options: TestSmtpServerOptions = {}): 
 
   let closing: Promise<void> | undefined;
   return {
-    url: `smtp://${host}:${port}`,
+    url: `${options.tls?.implicit ? "smtps" : "smtp"}://${host}:${port}`,
     port,
     received,
+    dataSeen,
     deliveries: (address) => deliveryCounts.get(address.toLowerCase()) ?? 0,
     duplicates: () => [...deliveryCounts].filter(([, count]) => count > 1).map(([address]) => address),
     setScript(fn) {

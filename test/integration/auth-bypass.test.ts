@@ -11,6 +11,7 @@
  * Over a real embedded store and broker (PGlite in a temporary directory), like api.test.ts,
  * with the built dashboard (dist/web) served, so its files and the not-found handler are covered.
  */
+import { addSuppressions } from "../../src/db/suppressions.js";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { Agent, request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
@@ -221,6 +222,7 @@ describe("authorization by the matched route", () => {
       running: [],
     };
     await recordHeartbeat(store.db, worker);
+    await addSuppressions(store.db, [{ email: "someone@example.com", reason: "manual" }]);
     const values: Record<string, string> = {
       "/api/queues/{name}": "default",
       "/api/workers/{id}": worker.id,
@@ -230,6 +232,7 @@ describe("authorization by the matched route", () => {
       "/api/tasks/{id}": job.id,
       "/api/tasks/{name}": "add",
       "/api/users/{id}": "1",
+      "/api/suppressions/{email}": "someone@example.com",
     };
 
     const document = app.swagger() as {
@@ -332,8 +335,10 @@ describe("authorization by the matched route", () => {
         "GET /api/messages/{id}",
       ]),
     );
+    // SNS cannot send a token: the SES webhook's proof is the SNS signature (or its ?secret=).
     expect(operations.filter((o) => o.public).map((o) => `${o.method} ${o.template}`)).toEqual([
       "POST /api/auth/login",
+      "POST /api/webhooks/ses",
     ]);
   });
 

@@ -12,6 +12,7 @@ import { createDispatcher, type Dispatcher } from "../../src/mail/dispatcher.js"
 import { parseJsonRecipients } from "../../src/mail/recipients/parse.js";
 import { createSendBatchTask, EMAIL_QUEUE, unrecordedLimit } from "../../src/mail/send-batch.js";
 import { createSmtpTransport, type Transport } from "../../src/mail/transport-pool.js";
+import { createTokens } from "../../src/mail/tokens.js";
 import { createProducer } from "../../src/queue/producer.js";
 import { TaskRegistry } from "../../src/queue/task.js";
 import { createCampaignStore, createDispatchStore, createSendStore } from "../../src/stores.js";
@@ -64,6 +65,7 @@ describe.each(BACKENDS)("the email pipeline on %s", (backendName) => {
         maxAttempts: options.maxAttempts ?? 3,
         retryBaseMs: 20,
         leaseMs: options.leaseMs ?? 30_000,
+        message: { tokens: createTokens("an email-pipeline test secret") },
         logger: quiet,
       }),
     );
@@ -91,6 +93,10 @@ describe.each(BACKENDS)("the email pipeline on %s", (backendName) => {
         html: null,
         priority: 0,
         sendAt: null,
+        replyTo: null,
+        headers: {},
+        listUnsubscribe: true,
+        ignoreManualSuppressions: false,
       },
       parseJsonRecipients(addresses),
     );

@@ -49,6 +49,10 @@ describe.each(BACKENDS)("figures on %s", (backendName) => {
       html: null,
       priority: 0,
       sendAt: null,
+      replyTo: null,
+      headers: {},
+      listUnsubscribe: true,
+      ignoreManualSuppressions: false,
     });
     await insertRecipients(
       db,

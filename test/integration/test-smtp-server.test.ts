@@ -183,6 +183,9 @@ describe("scriptable test SMTP server", () => {
       messageId: info.messageId,
       text: "",
       raw: "",
+      // What the session said of itself, kept even without the body: the TLS tests read them.
+      secure: false,
+      clientHostname: "[127.0.0.1]",
     });
   });
 

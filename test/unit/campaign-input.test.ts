@@ -68,3 +68,61 @@ describe("validateCampaignInput", () => {
     }
   });
 });
+
+describe("validateCampaignInput: sender and headers", () => {
+  const base = { subject: "Hi", text: "Hello" };
+  const detailsOf = (input: Record<string, unknown>, defaultFrom?: string) => {
+    try {
+      validateCampaignInput(input, defaultFrom);
+      return [];
+    } catch (error) {
+      return (error as { details: { field: string; reason: string }[] }).details;
+    }
+  };
+
+  it("needs a from when no LOVAGE_DEFAULT_FROM is set, naming the setting", () => {
+    expect(detailsOf(base)).toEqual([
+      {
+        field: "from",
+        reason: expect.stringMatching(/is required: no LOVAGE_DEFAULT_FROM is set/) as unknown,
+      },
+    ]);
+    expect(validateCampaignInput(base, "News <news@shop.example>").from).toBe("News <news@shop.example>");
+    expect(validateCampaignInput({ ...base, from: "a@shop.example" }, undefined).from).toBe("a@shop.example");
+  });
+
+  it("keeps replyTo, headers and listUnsubscribe, from JSON or from multipart text", () => {
+    const campaign = validateCampaignInput(
+      { ...base, replyTo: "Help <help@shop.example>", headers: '{"X-Tag":"a"}', listUnsubscribe: "false" },
+      "a@shop.example",
+    );
+    expect(campaign).toMatchObject({
+      replyTo: "Help <help@shop.example>",
+      headers: { "X-Tag": "a" },
+      listUnsubscribe: false,
+    });
+    expect(validateCampaignInput(base, "a@shop.example")).toMatchObject({
+      replyTo: null,
+      headers: {},
+      listUnsubscribe: true,
+    });
+  });
+
+  it("names each bad sender, reply address, header and flag", () => {
+    expect(
+      detailsOf(
+        {
+          ...base,
+          from: "News <news@localhost>",
+          replyTo: "x\r\nBcc: y@z.example",
+          headers: { Subject: "x" },
+          listUnsubscribe: "maybe",
+        },
+        "a@shop.example",
+      ).map((p) => p.field),
+    ).toEqual(["from", "replyTo", "headers", "listUnsubscribe"]);
+    expect(detailsOf({ ...base, headers: "[1]" }, "a@shop.example")).toEqual([
+      { field: "headers", reason: expect.stringMatching(/must be an object/) as unknown },
+    ]);
+  });
+});

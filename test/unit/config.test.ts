@@ -22,6 +22,16 @@ describe("loadConfig", () => {
       databaseUrl: undefined,
       brokerUrl: undefined,
       smtpUrls: [],
+      smtpCaFile: undefined,
+      smtpEhloName: undefined,
+      publicUrl: undefined,
+      defaultFrom: undefined,
+      unsubscribeMailto: undefined,
+      bounceAddress: undefined,
+      bounceSmtpPort: undefined,
+      softBounceLimit: 3,
+      sesWebhookSecret: undefined,
+      dkim: undefined,
       host: "127.0.0.1",
       port: 5000,
       catcherPort: 2525,
@@ -213,6 +223,58 @@ describe("loadConfig", () => {
     });
     expect(problems).toHaveLength(2);
     expect(problems.join("\n")).not.toMatch(/broker-secret|smtp-secret/);
+  });
+
+  it("names the server and the parameter of a bad SMTP URL parameter, with its password redacted", () => {
+    const problems = problemsOf({
+      LOVAGE_SMTP_URL: "smtp://ok:25, smtp://user:smtp-secret@relay:587?tls=sometimes",
+    });
+    expect(problems).toEqual([
+      'LOVAGE_SMTP_URL: server "smtp://user:***@relay:587?tls=sometimes": tls: expected required, none or opportunistic, got "sometimes"',
+    ]);
+    expect(problemsOf({ LOVAGE_SMTP_URL: "smtp://relay:25?starttls=require" })[0]).toMatch(
+      /^LOVAGE_SMTP_URL: server "smtp:\/\/relay:25\?starttls=require": unknown parameter "starttls"/,
+    );
+    expect(problemsOf({ LOVAGE_SMTP_URL: "smtp://a:25?name=x,smtp://b:25?name=x" })).toEqual([
+      'LOVAGE_SMTP_URL: two servers are named "x": give each a distinct name=',
+    ]);
+  });
+
+  it("reads the TLS, EHLO and public URL settings, and refuses bad ones by name", () => {
+    const config = loadConfig({
+      LOVAGE_SMTP_URL: "smtp://relay:587?tls=required",
+      LOVAGE_SMTP_CA_FILE: "/etc/lovage/ca.pem",
+      LOVAGE_SMTP_EHLO_NAME: "mail.example.com",
+      LOVAGE_PUBLIC_URL: "https://lists.example.com/",
+    });
+    expect(config).toMatchObject({
+      smtpCaFile: "/etc/lovage/ca.pem",
+      smtpEhloName: "mail.example.com",
+      publicUrl: "https://lists.example.com",
+    });
+    expect(problemsOf({ LOVAGE_SMTP_EHLO_NAME: "localhost", LOVAGE_PUBLIC_URL: "ftp://x" })).toEqual([
+      expect.stringMatching(/^LOVAGE_PUBLIC_URL: expected http:\/\/ or https:\/\//),
+      expect.stringMatching(/^LOVAGE_SMTP_EHLO_NAME: expected a host name such as mail\.example\.com/),
+    ]);
+  });
+
+  it("reads DKIM settings together and names the missing ones", () => {
+    const dkim = {
+      LOVAGE_DKIM_DOMAIN: "shop.example",
+      LOVAGE_DKIM_SELECTOR: "lovage1",
+      LOVAGE_DKIM_KEY_FILE: "/k.pem",
+    };
+    expect(loadConfig(dkim).dkim).toEqual({ domain: "shop.example", selector: "lovage1", keyFile: "/k.pem" });
+    expect(problemsOf({ LOVAGE_DKIM_DOMAIN: "shop.example" })).toEqual([
+      "LOVAGE_DKIM_SELECTOR, LOVAGE_DKIM_KEY_FILE: DKIM signing needs the domain, the selector and the key file together",
+    ]);
+    expect(problemsOf({ ...dkim, LOVAGE_DKIM_SELECTOR: "a b" })[0]).toMatch(/^LOVAGE_DKIM_SELECTOR: /);
+    expect(problemsOf({ LOVAGE_DEFAULT_FROM: "News <news@localhost>" })[0]).toMatch(
+      /^LOVAGE_DEFAULT_FROM: expected an address or "Name <address>"/,
+    );
+    expect(loadConfig({ LOVAGE_DEFAULT_FROM: "Tin tức: Shop <news@shop.example>" }).defaultFrom).toBe(
+      "Tin tức: Shop <news@shop.example>",
+    );
   });
 
   it("never echoes a short JWT secret or admin password, only their length", () => {

@@ -36,16 +36,25 @@ function bytesOf(text: string, chunkBytes = 7): Readable {
 }
 
 describe("validateEmail", () => {
-  it("trims and lowercases the whole address", () => {
+  it("trims, lowercases the dedupe key, and keeps the local part's case in the address sent to", () => {
     expect(validateEmail("  Bob.Smith+News@Example.COM \t")).toEqual({
       ok: true,
       email: "bob.smith+news@example.com",
+      address: "Bob.Smith+News@example.com",
     });
   });
 
   it("accepts letters of any script in the local part and the domain", () => {
-    expect(validateEmail("Nguyễn.An@Ví-Dụ.VN")).toEqual({ ok: true, email: "nguyễn.an@ví-dụ.vn" });
-    expect(validateEmail("用户@例子.广告")).toEqual({ ok: true, email: "用户@例子.广告" });
+    expect(validateEmail("Nguyễn.An@Ví-Dụ.VN")).toEqual({
+      ok: true,
+      email: "nguyễn.an@ví-dụ.vn",
+      address: "Nguyễn.An@ví-dụ.vn",
+    });
+    expect(validateEmail("用户@例子.广告")).toEqual({
+      ok: true,
+      email: "用户@例子.广告",
+      address: "用户@例子.广告",
+    });
   });
 
   it("gives one key for an accented letter typed as one or as two code points", () => {
@@ -88,7 +97,7 @@ describe("validateEmail", () => {
   it("accepts an address of exactly 254 characters with a 64-character local part", () => {
     const email = `${"b".repeat(64)}@${"a".repeat(63)}.${"c".repeat(63)}.${"d".repeat(57)}.com`;
     expect(email).toHaveLength(254);
-    expect(validateEmail(email)).toEqual({ ok: true, email });
+    expect(validateEmail(email)).toEqual({ ok: true, email, address: email });
   });
 });
 
@@ -134,7 +143,7 @@ describe("parsePasted", () => {
       ["Bob Smith <Bob@Example.com>", '"Smith, Alice" <alice@example.com>', "<carol@example.com>"].join("\n"),
     );
     expect(accepted(items)).toEqual([
-      { line: 1, email: "bob@example.com", fields: { name: "Bob Smith" } },
+      { line: 1, email: "bob@example.com", address: "Bob@example.com", fields: { name: "Bob Smith" } },
       { line: 2, email: "alice@example.com", fields: { name: "Smith, Alice" } },
       { line: 3, email: "carol@example.com", fields: {} },
     ]);
@@ -235,6 +244,7 @@ describe("parseJsonRecipients", () => {
       {
         line: 1,
         email: "bob@example.com",
+        address: "Bob@example.com",
         fields: { name: "Bob", plan: "pro", seats: "3", trial: "false" },
       },
     ]);

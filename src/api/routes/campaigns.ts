@@ -15,7 +15,15 @@ import {
   retryCampaign,
   type LifecycleAnswer,
 } from "../../mail/campaign-lifecycle.js";
-import { createCampaign, validateCampaignInput, type CampaignInput } from "../../mail/campaigns.js";
+import {
+  checkUnsubscribePlaceholder,
+  createCampaign,
+  validateCampaignInput,
+  type CampaignInput,
+} from "../../mail/campaigns.js";
+import type { MessageSettings } from "../../mail/message.js";
+import { createTokens } from "../../mail/tokens.js";
+import { InvalidSampleError, previewMessage, sampleMessage, testSend } from "../../mail/preview.js";
 import { createCampaignStore } from "../../stores.js";
 import { parseJsonRecipients, parseUpload, type ParseItem } from "../../mail/recipients/parse.js";
 import type { AppDeps } from "../app.js";
@@ -36,6 +44,25 @@ const campaignFields = {
   sendAt: {
     ...optionalText,
     description: "ISO 8601 with a zone (2026-12-01T09:00:00Z), from a year ago to 10 years ahead",
+  },
+  replyTo: {
+    ...optionalText,
+    description: 'an address or "Name <address>" for replies; default: none (replies go to from)',
+  },
+  headers: {
+    type: ["object", "string", "null"],
+    description:
+      "extra headers, {name: value}: X-… (not X-Lovage-…), List-Id, List-Help, List-Owner, List-Subscribe, List-Post, List-Archive, Precedence, Auto-Submitted, Feedback-ID, Organization, Keywords, Comments, Importance, Priority; one line each. In a multipart form, as JSON text",
+  },
+  listUnsubscribe: {
+    type: ["boolean", "null"],
+    description:
+      "default true: List-Unsubscribe and one-click unsubscribe (with LOVAGE_PUBLIC_URL); false for transactional mail",
+  },
+  ignoreManualSuppressions: {
+    type: ["boolean", "null"],
+    description:
+      "default false: true sends to addresses suppressed by hand (reason manual), never to unsubscribed, bounced or complained ones",
   },
   recipients: {
     type: ["string", "array"],
@@ -183,10 +210,89 @@ function readJson(body: unknown): ParsedCreate {
   return { fields, items: recipientsOf(fields.recipients), cleanup: async () => undefined };
 }
 
+/** A campaign as given to a preview or test send: its fields, and whom to render it for. */
+const { recipients: _recipients, ...messageFields } = campaignFields;
+const sampleBody = {
+  type: "object",
+  additionalProperties: false,
+  required: ["to"],
+  properties: {
+    ...messageFields,
+    to: { type: "string", maxLength: 400, description: 'the recipient: an address or "Name <address>"' },
+    fields: {
+      type: "object",
+      additionalProperties: { type: "string", maxLength: 10_000 },
+      maxProperties: 100,
+      description: "placeholder values beyond name and email",
+    },
+  },
+} as const;
+type SampleBody = CampaignInput & { to: string; fields?: Record<string, string> };
+
+/** Main always passes the deployment's settings; a test app without them gets keys of its own. */
+export function messageSettingsOf(deps: AppDeps): MessageSettings {
+  return deps.messageSettings ?? { tokens: createTokens(deps.jwtSecret), publicUrl: deps.publicUrl };
+}
+
 export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
   const { db } = deps;
   const campaigns = createCampaignStore(db);
   const tags = ["campaigns"];
+
+  const messageSettings = messageSettingsOf(deps);
+  const sampleOf = (body: SampleBody) => {
+    const { to, fields, ...input } = body;
+    const campaign = validateCampaignInput(input, deps.defaultFrom);
+    checkUnsubscribePlaceholder(campaign, deps.publicUrl);
+    return { campaign, sample: { to, fields } };
+  };
+
+  app.post<{ Body: SampleBody }>(
+    "/api/campaigns/preview",
+    {
+      config: { access: "signed-in" },
+      schema: {
+        summary: "Render a campaign's message for one recipient (headers, text and HTML) without sending",
+        tags,
+        querystring: noQuery,
+        body: sampleBody,
+      },
+    },
+    async (request) => {
+      const { campaign, sample } = sampleOf(request.body);
+      return sampleAnswer(() => previewMessage(campaign, sample, messageSettings));
+    },
+  );
+
+  app.post<{ Body: SampleBody }>(
+    "/api/campaigns/test-send",
+    {
+      config: { access: "signed-in" },
+      schema: {
+        summary:
+          "Send one rendered message to a test address through the real transport; answers with the SMTP reply",
+        description:
+          "Nothing is stored and the suppression list is not consulted. 200 with ok false when the server refused it (its reply in error); 409 when this process has no SMTP server.",
+        tags,
+        querystring: noQuery,
+        body: sampleBody,
+      },
+    },
+    async (request) => {
+      const { campaign, sample } = sampleOf(request.body);
+      return sampleAnswer(() => {
+        // Bad input first (a 400), then whether this process can send at all.
+        sampleMessage(campaign, sample, messageSettings);
+        const transport = deps.testTransport;
+        if (!transport)
+          throw new ApiError(
+            "conflict",
+            "this API process has no SMTP server to send through: set LOVAGE_SMTP_URL, or use lovage start",
+          );
+        return testSend(campaign, sample, messageSettings, transport);
+      });
+    },
+  );
 
   app.post(
     "/api/campaigns",
@@ -211,6 +317,7 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
       const parsed = request.isMultipart() ? await readMultipart(request, deps) : readJson(request.body);
       try {
         const campaign = validateCampaignInput(parsed.fields, deps.defaultFrom);
+        checkUnsubscribePlaceholder(campaign, deps.publicUrl);
         const created = await createCampaign(campaigns, campaign, parsed.items);
         deps.dispatcher?.wake();
         const row = await getCampaign(db, created.campaignId);
@@ -473,12 +580,22 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
   );
 }
 
+async function sampleAnswer<T>(work: () => Promise<T> | T): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof InvalidSampleError)
+      throw new ApiError("bad_request", error.message, [{ field: "to", reason: error.reason }]);
+    throw error;
+  }
+}
+
 /**
  * One CSV cell. Text that a spreadsheet would run as a formula (it starts with =, +, -, @, a tab
  * or a CR: `=HYPERLINK(…)` in a recipient's name) starts with a single quote, as OWASP's CSV
  * injection advice says, so the export opens as text.
  */
-function csvCell(value: string | number): string {
+export function csvCell(value: string | number): string {
   const text = typeof value === "string" && /^[=+\-@\t\r]/.test(value) ? `'${value}` : String(value);
   return /[",\n\r]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }

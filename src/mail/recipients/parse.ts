@@ -18,7 +18,13 @@ import { Readable, pipeline } from "node:stream";
 import { isUtf8 } from "node:buffer";
 import { CsvError, parse as parseCsv } from "csv-parse";
 
-export type Recipient = { line: number; email: string; fields: Record<string, string> };
+export type Recipient = {
+  line: number;
+  email: string;
+  /** The address as typed (local part's case kept), when it differs from `email`. */
+  address?: string;
+  fields: Record<string, string>;
+};
 export type Rejected = { line: number; value: string; reason: string };
 export type ParseItem = { ok: true; recipient: Recipient } | { ok: false; rejected: Rejected };
 
@@ -36,7 +42,14 @@ const LOCAL_BAD_CHAR = /[^\p{L}\p{M}\p{N}!#$%&'*+/=?^_`{|}~.-]/u;
 const LABEL_BAD_CHAR = /[^\p{L}\p{M}\p{N}-]/u;
 const DELIMITERS = [",", ";", "\t"] as const;
 
-export function validateEmail(raw: string): { ok: true; email: string } | { ok: false; reason: string } {
+/**
+ * `email` is the dedupe key (lowercased: `Bob@x` and `bob@x` are one mailbox to every provider
+ * in practice); `address` is what is sent, with the local part's case as typed (RFC 5321 §2.4:
+ * only the receiving host may fold it) and the domain lowercased.
+ */
+export function validateEmail(
+  raw: string,
+): { ok: true; email: string; address: string } | { ok: false; reason: string } {
   const trimmed = raw.trim();
   if (trimmed === "") return { ok: false, reason: "empty" };
   if (/\s/u.test(trimmed)) return { ok: false, reason: "whitespace inside the address" };
@@ -83,7 +96,8 @@ export function validateEmail(raw: string): { ok: true; email: string } | { ok: 
   if (/^\p{N}+$/u.test(tld)) {
     return { ok: false, reason: `invalid domain label: the last label "${tld}" cannot be all digits` };
   }
-  return { ok: true, email };
+  const typed = trimmed.normalize("NFC");
+  return { ok: true, email, address: `${typed.slice(0, at)}@${domain}` };
 }
 
 function labelProblem(label: string): string | undefined {
@@ -181,7 +195,7 @@ function parseJsonItem(item: unknown, line: number): ParseItem {
   const checked = validateEmail(email);
   if (!checked.ok) return reject(line, shown, checked.reason);
   // fromEntries defines own properties, so a "__proto__" key stays a field instead of a prototype.
-  return accept(line, checked.email, Object.fromEntries(fields));
+  return accept(line, checked, Object.fromEntries(fields));
 }
 
 /**
@@ -215,7 +229,7 @@ function parseLine(line: string, lineNumber: number): ParseItem | undefined {
     }
     const checked = validateEmail(rawEmail);
     if (!checked.ok) return reject(lineNumber, trimmed, checked.reason);
-    return accept(lineNumber, checked.email, nameFields(unquote(rawName.trim())));
+    return accept(lineNumber, checked, nameFields(unquote(rawName.trim())));
   }
 
   const delimiter = /[,;\t]/.exec(trimmed);
@@ -232,7 +246,7 @@ function parseLine(line: string, lineNumber: number): ParseItem | undefined {
     if (restIsAddress) {
       return reject(lineNumber, trimmed, "two addresses on one line: put one recipient per line");
     }
-    return accept(lineNumber, checked.email, nameFields(unquote(rest)));
+    return accept(lineNumber, checked, nameFields(unquote(rest)));
   }
 
   const checked = validateEmail(unquote(trimmed));
@@ -242,7 +256,7 @@ function parseLine(line: string, lineNumber: number): ParseItem | undefined {
       : checked.reason;
     return reject(lineNumber, trimmed, reason);
   }
-  return accept(lineNumber, checked.email, {});
+  return accept(lineNumber, checked, {});
 }
 
 /**
@@ -345,7 +359,7 @@ async function* parseCsvStream(source: Readable, delimiter: string): AsyncGenera
       header.forEach((column, index) => {
         if (index !== emailColumn && column !== "") fields.push([column, (record[index] ?? "").trim()]);
       });
-      yield accept(line, checked.email, Object.fromEntries(fields));
+      yield accept(line, checked, Object.fromEntries(fields));
     }
     if (header === undefined) throw new Error("the file has no recipients: every line is blank");
     if (rows === 0) throw new Error("the CSV has a header row but no recipients");
@@ -680,8 +694,14 @@ async function* replay(head: string[], rest: AsyncGenerator<string>): AsyncGener
   yield* rest;
 }
 
-function accept(line: number, email: string, fields: Record<string, string>): ParseItem {
-  return { ok: true, recipient: { line, email, fields } };
+function accept(
+  line: number,
+  checked: { email: string; address: string },
+  fields: Record<string, string>,
+): ParseItem {
+  const recipient: Recipient = { line, email: checked.email, fields };
+  if (checked.address !== checked.email) recipient.address = checked.address;
+  return { ok: true, recipient };
 }
 
 function reject(line: number, value: string, reason: string): ParseItem {

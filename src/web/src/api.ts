@@ -22,6 +22,9 @@ export const RECIPIENT_STATUSES = Object.freeze([
   "failed",
   "skipped",
   "unknown",
+  "suppressed",
+  "bounced",
+  "complained",
 ] as const);
 export type RecipientStatus = (typeof RECIPIENT_STATUSES)[number];
 
@@ -154,6 +157,9 @@ async function send(method: string, path: string, body?: unknown): Promise<Respo
   let payload: BodyInit | undefined;
   if (body instanceof FormData) {
     payload = body; // the browser sets the multipart boundary itself
+  } else if (body instanceof Blob) {
+    headers["content-type"] = body.type;
+    payload = body;
   } else if (body !== undefined) {
     headers["content-type"] = "application/json";
     payload = JSON.stringify(body);
@@ -243,6 +249,35 @@ export interface CampaignFields {
   /** At least one of text and html. */
   text?: string;
   html?: string;
+  replyTo?: string;
+  /** Unset: true (List-Unsubscribe when the server has a public URL). */
+  listUnsubscribe?: boolean;
+}
+
+export interface MessagePreview {
+  headers: { name: string; value: string }[];
+  subject: string;
+  text: string | null;
+  html: string | null;
+  raw: string;
+}
+
+export type TestSendAnswer =
+  | { ok: true; response: string; server: string; messageId: string }
+  | { ok: false; kind: string; code: number | null; error: string; server: string; messageId: string };
+
+function withoutEmpty(fields: CampaignFields): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined && v !== ""));
+}
+
+/** The campaign's message rendered for one recipient (`Name <address>`), nothing sent. */
+export async function previewCampaign(fields: CampaignFields, to: string): Promise<MessagePreview> {
+  return json("POST", "/api/campaigns/preview", { ...withoutEmpty(fields), to });
+}
+
+/** Sends the rendered message once to `to` through the server's SMTP transport. */
+export async function testSendCampaign(fields: CampaignFields, to: string): Promise<TestSendAnswer> {
+  return json("POST", "/api/campaigns/test-send", { ...withoutEmpty(fields), to });
 }
 
 export type RecipientSource = { kind: "pasted"; text: string } | { kind: "file"; file: File };
@@ -251,7 +286,7 @@ export async function createCampaign(
   fields: CampaignFields,
   recipients: RecipientSource,
 ): Promise<CreateCampaignResult> {
-  const clean = Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined && v !== ""));
+  const clean = withoutEmpty(fields);
   if (recipients.kind === "pasted") {
     return json("POST", "/api/campaigns", { ...clean, recipients: recipients.text });
   }
@@ -612,4 +647,50 @@ export function subscribeEvents(handlers: LiveHandlers): () => void {
  */
 export function subscribeCampaigns(onCampaign: (campaign: Campaign) => void): () => void {
   return subscribeEvents({ campaign: onCampaign });
+}
+
+export type SuppressionReason = "unsubscribed" | "bounced" | "complained" | "manual";
+
+export interface Suppression {
+  email: string;
+  reason: SuppressionReason;
+  campaignId: number | null;
+  detail: string | null;
+  createdAt: string;
+}
+
+export interface SuppressionPage {
+  suppressions: Suppression[];
+  nextCursor: string | null;
+  counts: Record<SuppressionReason, number>;
+}
+
+export async function listSuppressions(query: { q?: string; cursor?: string }): Promise<SuppressionPage> {
+  const params = new URLSearchParams();
+  if (query.q) params.set("q", query.q);
+  if (query.cursor) params.set("cursor", query.cursor);
+  const qs = params.toString();
+  return json("GET", `/api/suppressions${qs ? `?${qs}` : ""}`);
+}
+
+/** Adds addresses (one per line, or a CSV with an email column) as `manual` entries. */
+export async function importSuppressions(
+  text: string,
+): Promise<{ accepted: number; written: number; rejected: Rejected[] }> {
+  const res = await send("POST", "/api/suppressions", new Blob([text], { type: "text/csv" }));
+  return (await res.json()) as { accepted: number; written: number; rejected: Rejected[] };
+}
+
+export async function removeSuppression(email: string): Promise<void> {
+  await send("DELETE", `/api/suppressions/${encodeURIComponent(email)}`);
+}
+
+export async function downloadSuppressionsCsv(): Promise<void> {
+  const res = await send("GET", "/api/suppressions.csv");
+  const url = URL.createObjectURL(await res.blob());
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = "suppressions.csv";
+  a.click();
+  URL.revokeObjectURL(url);
 }

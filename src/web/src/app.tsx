@@ -11,6 +11,7 @@ import { OverviewView } from "./overview-view";
 import { QueuesView } from "./queues-view";
 import { href, navigate, type Route, useRoute } from "./route";
 import { SchedulesView } from "./schedules-view";
+import { SuppressionsView } from "./suppressions-view";
 import { TasksView } from "./tasks-view";
 import { UsersView } from "./users-view";
 import { WorkersView } from "./workers-view";
@@ -61,6 +62,12 @@ const TABS: {
     testId: "nav-schedules",
   },
   {
+    label: "Suppressions",
+    route: { view: "suppressions" },
+    active: (r) => r.view === "suppressions",
+    testId: "nav-suppressions",
+  },
+  {
     label: "Users",
     route: { view: "users" },
     active: (r) => r.view === "users",
@@ -93,6 +100,7 @@ export function App() {
       messages: "Caught mail",
       tasks: "Tasks",
       users: "Users",
+      suppressions: "Suppressions",
     };
     document.title = `${titles[route.view]} · Lovage`;
   }, [route.view]);
@@ -152,6 +160,7 @@ export function App() {
         {route.view === "queues" && <QueuesView />}
         {route.view === "tasks" && <TasksView id={route.id} queue={route.queue} state={route.state} />}
         {route.view === "schedules" && <SchedulesView />}
+        {route.view === "suppressions" && <SuppressionsView />}
         {route.view === "users" && <UsersView me={me?.username ?? ""} />}
       </main>
     </div>

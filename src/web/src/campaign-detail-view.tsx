@@ -208,6 +208,23 @@ function Stats({ campaign: c }: { campaign: Campaign }) {
       testId: "count-unknown",
       tone: c.counts.unknown ? "warn" : undefined,
     },
+    {
+      label: "Suppressed",
+      value: formatNumber(c.counts.suppressed ?? 0),
+      testId: "count-suppressed",
+    },
+    {
+      label: "Bounced",
+      value: formatNumber(c.counts.bounced ?? 0),
+      testId: "count-bounced",
+      tone: c.counts.bounced ? "warn" : undefined,
+    },
+    {
+      label: "Complained",
+      value: formatNumber(c.counts.complained ?? 0),
+      testId: "count-complained",
+      tone: c.counts.complained ? "bad" : undefined,
+    },
     { label: "Rate", value: formatRate(c.ratePerMinute), testId: "campaign-rate" },
     {
       label: "ETA",

@@ -2,7 +2,17 @@
 // CSV/TXT file. On success the app moves to the campaign with the accepted/rejected report;
 // when no line is valid, the rejected lines stay here next to the form.
 import { type FormEvent, useState } from "react";
-import { createCampaign, type CreateCampaignResult, type RejectedReport, rejectedOf } from "./api";
+import {
+  type CampaignFields,
+  createCampaign,
+  type CreateCampaignResult,
+  type MessagePreview,
+  previewCampaign,
+  type RejectedReport,
+  rejectedOf,
+  testSendCampaign,
+  type TestSendAnswer,
+} from "./api";
 import { formatNumber } from "./format";
 import { ErrorBox, RejectedTable } from "./widgets";
 
@@ -22,6 +32,37 @@ export function NewCampaignView({ onCreated }: { onCreated: (result: CreateCampa
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const [rejected, setRejected] = useState<RejectedReport>({ rejected: [], rejectedCount: 0 });
+  const [replyTo, setReplyTo] = useState("");
+  const [listUnsubscribe, setListUnsubscribe] = useState(true);
+  const [testTo, setTestTo] = useState("");
+  const [preview, setPreview] = useState<MessagePreview | null>(null);
+  const [testAnswer, setTestAnswer] = useState<TestSendAnswer | null>(null);
+  const [sampleError, setSampleError] = useState<string | null>(null);
+
+  const fields = (): CampaignFields => ({
+    name: name.trim() || undefined,
+    from: from.trim() || undefined,
+    subject,
+    text: text.trim() ? text : undefined,
+    html: html.trim() ? html : undefined,
+    replyTo: replyTo.trim() || undefined,
+    listUnsubscribe: listUnsubscribe ? undefined : false,
+  });
+
+  const sample = async (kind: "preview" | "test") => {
+    setSampleError(null);
+    setTestAnswer(null);
+    if (!testTo.trim()) {
+      setSampleError("Give a test recipient first.");
+      return;
+    }
+    try {
+      if (kind === "preview") setPreview(await previewCampaign(fields(), testTo.trim()));
+      else setTestAnswer(await testSendCampaign(fields(), testTo.trim()));
+    } catch (err) {
+      setSampleError((err as Error).message);
+    }
+  };
 
   const lineCount = pasted.split("\n").filter((l) => l.trim() !== "").length;
 
@@ -44,13 +85,7 @@ export function NewCampaignView({ onCreated }: { onCreated: (result: CreateCampa
     setBusy(true);
     try {
       const result = await createCampaign(
-        {
-          name: name.trim() || undefined,
-          from: from.trim() || undefined,
-          subject,
-          text: text.trim() ? text : undefined,
-          html: html.trim() ? html : undefined,
-        },
+        fields(),
         mode === "file" && file ? { kind: "file", file } : { kind: "pasted", text: pasted },
       );
       onCreated(result);
@@ -91,6 +126,29 @@ export function NewCampaignView({ onCreated }: { onCreated: (result: CreateCampa
                 placeholder="Spring newsletter"
                 data-testid="campaign-name"
               />
+            </label>
+          </div>
+          <div className="row-2">
+            <label className="field">
+              <span>
+                Reply-To <em className="muted">optional; replies go to From otherwise</em>
+              </span>
+              <input
+                type="text"
+                value={replyTo}
+                onChange={(e) => setReplyTo(e.target.value)}
+                placeholder="Support <help@example.com>"
+                data-testid="campaign-reply-to"
+              />
+            </label>
+            <label className="field checkbox-field">
+              <input
+                type="checkbox"
+                checked={listUnsubscribe}
+                onChange={(e) => setListUnsubscribe(e.target.checked)}
+                data-testid="campaign-list-unsubscribe"
+              />
+              <span>One-click unsubscribe header (uncheck only for transactional mail)</span>
             </label>
           </div>
           <label className="field">
@@ -177,6 +235,70 @@ export function NewCampaignView({ onCreated }: { onCreated: (result: CreateCampa
                   <div className="hint" data-testid="campaign-file-name">
                     {file.name} · {formatNumber(file.size)} bytes
                   </div>
+                )}
+              </div>
+            )}
+          </fieldset>
+
+          <fieldset className="field sample">
+            <legend>Check before sending</legend>
+            <div className="row-2">
+              <input
+                type="text"
+                value={testTo}
+                onChange={(e) => setTestTo(e.target.value)}
+                placeholder="Your Name <you@example.com>"
+                aria-label="Test recipient"
+                data-testid="campaign-test-to"
+              />
+              <div className="actions">
+                <button
+                  className="btn"
+                  type="button"
+                  onClick={() => void sample("preview")}
+                  data-testid="campaign-preview"
+                >
+                  Preview
+                </button>
+                <button
+                  className="btn"
+                  type="button"
+                  onClick={() => void sample("test")}
+                  data-testid="campaign-test-send"
+                >
+                  Send a test
+                </button>
+              </div>
+            </div>
+            <ErrorBox message={sampleError} testId="campaign-sample-error" />
+            {testAnswer && (
+              <div className="hint" data-testid="campaign-test-answer">
+                {testAnswer.ok
+                  ? `Sent through ${testAnswer.server}: ${testAnswer.response}`
+                  : `Not sent (${testAnswer.kind}) by ${testAnswer.server}: ${testAnswer.error}`}
+              </div>
+            )}
+            {preview && (
+              <div className="preview" data-testid="campaign-preview-result">
+                <table className="table">
+                  <tbody>
+                    {preview.headers.map((h, i) => (
+                      <tr key={i}>
+                        <th>{h.name}</th>
+                        <td className="mono">{h.value}</td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+                <h3>Text part</h3>
+                <pre className="code" data-testid="campaign-preview-text">
+                  {preview.text ?? ""}
+                </pre>
+                {preview.html !== null && (
+                  <>
+                    <h3>HTML part (source)</h3>
+                    <pre className="code">{preview.html}</pre>
+                  </>
                 )}
               </div>
             )}

@@ -1,6 +1,6 @@
 // Hash routes, so the server needs no fallback for deep links: #/overview, #/campaigns,
 // #/campaigns/new, #/campaigns/12, #/messages, #/messages/abc, #/workers, #/workers/ID,
-// #/queues, #/tasks, #/tasks?queue=q&state=failed, #/tasks/ID, #/schedules, #/users.
+// #/queues, #/tasks, #/tasks?queue=q&state=failed, #/tasks/ID, #/schedules, #/suppressions, #/users.
 import { useEffect, useState } from "react";
 
 export type Route =
@@ -13,7 +13,8 @@ export type Route =
   | { view: "queues" }
   | { view: "tasks"; id?: string | null; queue?: string; state?: string }
   | { view: "schedules" }
-  | { view: "users" };
+  | { view: "users" }
+  | { view: "suppressions" };
 
 export function parseRoute(hash: string): Route {
   const [path = "", query = ""] = hash.replace(/^#\/?/, "").split("?");
@@ -24,6 +25,7 @@ export function parseRoute(hash: string): Route {
     return { view: "campaign", id: Number(second) };
   if (first === "messages") return { view: "messages", id: second ?? null };
   if (first === "users") return { view: "users" };
+  if (first === "suppressions") return { view: "suppressions" };
   if (first === "overview") return { view: "overview" };
   if (first === "workers") return { view: "workers", id: second ?? null };
   if (first === "queues") return { view: "queues" };
@@ -54,6 +56,8 @@ export function href(route: Route): string {
       return route.id === null ? "#/messages" : `#/messages/${encodeURIComponent(route.id)}`;
     case "users":
       return "#/users";
+    case "suppressions":
+      return "#/suppressions";
     case "workers":
       return route.id ? `#/workers/${encodeURIComponent(route.id)}` : "#/workers";
     case "queues":
