@@ -25,6 +25,7 @@ import { eventRoutes } from "./routes/events.js";
 import { healthRoutes } from "./routes/health.js";
 import { messageRoutes } from "./routes/messages.js";
 import { scheduleRoutes } from "./routes/schedules.js";
+import { smtpRoutes } from "./routes/smtp.js";
 import { taskRoutes } from "./routes/tasks.js";
 import { DOCS_CSP, registerSecurityHeaders } from "./security-headers.js";
 
@@ -105,6 +106,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await scheduleRoutes(api, deps);
     await messageRoutes(api, deps);
     await eventRoutes(api, deps);
+    await smtpRoutes(api, deps);
     await healthRoutes(api, deps);
   });
 

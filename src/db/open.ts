@@ -18,6 +18,7 @@ import * as m0001 from "./migrations/0001-init.js";
 import * as m0002 from "./migrations/0002-workers.js";
 import * as m0003 from "./migrations/0003-counts.js";
 import * as m0004 from "./migrations/0004-schedules.js";
+import * as m0005 from "./migrations/0005-pace.js";
 import type { Database } from "./schema.js";
 
 const MIGRATIONS: Record<string, Migration> = {
@@ -25,6 +26,7 @@ const MIGRATIONS: Record<string, Migration> = {
   "0002-workers": m0002,
   "0003-counts": m0003,
   "0004-schedules": m0004,
+  "0005-pace": m0005,
 };
 /** Every migration, in the order they apply. */
 export const MIGRATION_NAMES = Object.keys(MIGRATIONS);

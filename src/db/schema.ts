@@ -30,6 +30,8 @@ export interface CampaignsTable {
   created_at: CreatedAt;
   started_at: Date | null;
   completed_at: Date | null;
+  budget_since: Date | null;
+  auto_resume_at: Date | null;
 }
 
 export interface RecipientsTable {
@@ -49,6 +51,8 @@ export interface RecipientsTable {
   queued_at: Date | null;
   last_attempt_at: Date | null;
   sent_at: Date | null;
+  retry_since: Date | null;
+  attempt_base: Generated<number>;
 }
 
 export interface AttemptsTable {
@@ -111,6 +115,34 @@ export interface SchedulesTable {
   updated_at: ColumnType<Date, Date | undefined, Date>;
 }
 
+export interface SmtpServersTable {
+  worker_id: string;
+  name: string;
+  state: string;
+  until: Date | null;
+  sent: number;
+  failed: number;
+  deferred: number;
+  rate: number;
+  limit_rate: number | null;
+  connections: number;
+  reply: string | null;
+  updated_at: ColumnType<Date, Date | undefined, Date>;
+}
+
+export interface SmtpEventsTable {
+  id: Generated<number>;
+  at: CreatedAt;
+  scope: string;
+  name: string;
+  kind: string;
+  reply: string | null;
+  rate: number | null;
+  connections: number | null;
+  until: Date | null;
+  worker: string | null;
+}
+
 export interface Database {
   "lovage.settings": SettingsTable;
   "lovage.users": UsersTable;
@@ -120,4 +152,6 @@ export interface Database {
   "lovage.caught_messages": CaughtMessagesTable;
   "lovage.workers": WorkersTable;
   "lovage.schedules": SchedulesTable;
+  "lovage.smtp_servers": SmtpServersTable;
+  "lovage.smtp_events": SmtpEventsTable;
 }
