@@ -41,6 +41,19 @@ export interface Campaign {
   counts: Record<RecipientStatus, number>;
   ratePerMinute: number;
   etaSeconds: number | null;
+  /** Only in GET /api/campaigns/:id: the pace events while it was sending. */
+  smtpEvents?: SmtpEvent[];
+}
+
+/** A server taken out or back, a rate lowered or raised, a suspension (docs/pace.md). */
+export interface SmtpEvent {
+  at: string;
+  name: string;
+  kind: string;
+  reply: string | null;
+  rate: number | null;
+  connections: number | null;
+  until: string | null;
 }
 
 export interface Rejected {

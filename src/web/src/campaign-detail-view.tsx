@@ -8,11 +8,13 @@ import {
   campaignAction,
   type CreateCampaignResult,
   downloadRecipientsCsv,
+  getCampaign,
   listRecipients,
   RECIPIENT_STATUSES,
   type Recipient,
   type RecipientStatus,
   retryCampaign,
+  type SmtpEvent,
 } from "./api";
 import { formatDuration, formatNumber, formatRate, formatTime } from "./format";
 import { useCampaign } from "./live-campaigns";
@@ -68,8 +70,59 @@ export function CampaignDetailView({ id, importResult, onDismissImport }: Props)
       <ErrorBox message={live.error} />
       {importResult && <ImportReport result={importResult} onDismiss={onDismissImport} />}
       <Stats campaign={campaign} />
+      <PaceEvents campaign={campaign} />
       <EmailLog campaign={campaign} />
     </section>
+  );
+}
+
+/** Servers taken out or back, rates lowered, suspensions while it sent; re-read every 5 s while it moves. */
+function PaceEvents({ campaign }: { campaign: Campaign }) {
+  const [events, setEvents] = useState<SmtpEvent[]>([]);
+  const moving = campaign.status === "sending" || campaign.status === "paused";
+  useEffect(() => {
+    let stopped = false;
+    const read = () =>
+      getCampaign(campaign.id).then(
+        (full) => !stopped && setEvents(full.smtpEvents ?? []),
+        () => undefined,
+      );
+    void read();
+    const timer = moving ? setInterval(() => void read(), 5000) : undefined;
+    return () => {
+      stopped = true;
+      clearInterval(timer);
+    };
+  }, [campaign.id, moving]);
+  if (events.length === 0) return null;
+  return (
+    <div className="card" data-testid="pace-events">
+      <h2>SMTP pace</h2>
+      <table className="table">
+        <thead>
+          <tr>
+            <th>When</th>
+            <th>Server</th>
+            <th>Event</th>
+            <th>Rate</th>
+            <th>Until</th>
+            <th>Reply</th>
+          </tr>
+        </thead>
+        <tbody>
+          {events.map((e, i) => (
+            <tr key={i}>
+              <td>{formatTime(e.at)}</td>
+              <td>{e.name}</td>
+              <td>{e.kind}</td>
+              <td>{e.rate === null ? "" : `${e.rate}/s`}</td>
+              <td>{e.until ? formatTime(e.until) : ""}</td>
+              <td className="muted">{e.reply ?? ""}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
   );
 }
 
