@@ -8,7 +8,7 @@
  * messages each (w about 20 ms, p at least 1); a window's count is one atomic counter of the
  * library, keyed by the window's number, so all workers together never put more than p in a
  * window. Fixed windows let a burst straddle a boundary (p at the end of one, p at the start of
- * the next), so the windows are sized for an average of 95% of R − p: then no one-second span,
+ * the next), so the windows are sized for an average of 93% of R − p: then no one-second span,
  * however placed, holds more than R messages (below a rate of 2/s, R + 1), with room left for
  * the network's jitter between the counter and the server. Windows are numbered from
  * each worker's clock: workers on different machines need their clocks in step (NTP) for the
@@ -36,6 +36,13 @@ export type CounterBackend =
 export interface RateCounters {
   /** 0 when a message may go now (and counts it), else the milliseconds to wait before asking again. */
   take(key: string, perSecond: number): Promise<number>;
+  /**
+   * Waits its turn among this process's waiters for `key` (first come, first served), then for
+   * a window with room, until `until` at most: 0 once the message is counted, else how long it
+   * would still have to wait. One waiter per key and process asks the store at a time, so a
+   * limit costs the store about one request per window per worker, not one per waiting message.
+   */
+  admit(key: string, perSecond: number, until: number): Promise<number>;
 }
 
 /** Target window: small enough that R + p stays close to R, large enough for the store's round trips. */
@@ -44,11 +51,11 @@ const WINDOW_TARGET_MS = 20;
 export function windowOf(perSecond: number): { points: number; windowMs: number } {
   const points = Math.max(1, Math.floor((perSecond * WINDOW_TARGET_MS) / 1000));
   // k windows in a row can hold (k + 1)·p within less than k window lengths; with windows of
-  // p/(R − p) s, any second spans fewer than R/p − 1 whole ones, so at most R messages. The 5%
-  // off is for the way from the counter to the server: a message counted late in its window
-  // can reach the server after one counted early in the next (measured: up to 4 at 50/s).
+  // p/(R − p) s, any second spans fewer than R/p − 1 whole ones, so at most R messages. The 7%
+  // off is for the way from the counter to the server: messages counted while the pool opens
+  // its connections leave together once it has (measured: up to 5 over the bound at 50/s).
   if (perSecond < 2) return { points, windowMs: 1000 / perSecond };
-  return { points, windowMs: (points * 1000) / ((perSecond - points) * 0.95) };
+  return { points, windowMs: (points * 1000) / ((perSecond - points) * 0.93) };
 }
 
 export function createRateCounters(backend: CounterBackend): RateCounters {
@@ -75,7 +82,12 @@ export function createRateCounters(backend: CounterBackend): RateCounters {
         // timer that deletes expired rows is unref'd by the library and runs every 5 minutes.
         limiter = new RateLimiterPostgres({
           ...options,
-          storeClient: backend.pool,
+          // Unnamed statements: the library names its prepared statements, which the embedded
+          // database's sessions share (one is prepared once for all), so a second session
+          // preparing the same name would fail.
+          storeClient: {
+            query: (q: { text: string; values?: unknown[] }) => backend.pool.query(q.text, q.values),
+          },
           storeType: "pool",
           schemaName: "lovage",
           tableName: "rate_limits",
@@ -87,23 +99,55 @@ export function createRateCounters(backend: CounterBackend): RateCounters {
     return limiter;
   }
 
-  return {
-    async take(key, perSecond) {
-      const { points, windowMs } = windowOf(perSecond);
-      const now = Date.now();
-      const index = Math.floor(now / windowMs);
-      // Redis expiries are whole seconds; a key outlives its window, which is all it must do.
-      const limiter = limiterFor(points, Math.ceil(windowMs / 1000) + 1);
-      try {
-        await limiter.consume(`${key}:${Math.round(windowMs * 1000)}:${index}`, 1);
-        return 0;
-      } catch (error) {
-        if (!(error instanceof RateLimiterRes)) throw error;
-        // A little jitter so that the waiters of every worker do not all ask at the same instant.
-        return Math.max(1, Math.ceil((index + 1) * windowMs - now)) + Math.floor(Math.random() * 3);
+  const tails = new Map<string, Promise<void>>();
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  async function take(key: string, perSecond: number): Promise<number> {
+    const { points, windowMs } = windowOf(perSecond);
+    const now = Date.now();
+    const index = Math.floor(now / windowMs);
+    // Redis expiries are whole seconds; a key outlives its window, which is all it must do.
+    const limiter = limiterFor(points, Math.ceil(windowMs / 1000) + 1);
+    try {
+      await limiter.consume(`${key}:${Math.round(windowMs * 1000)}:${index}`, 1);
+      return 0;
+    } catch (error) {
+      if (!(error instanceof RateLimiterRes)) throw error;
+      // A little jitter so that the waiters of every worker do not all ask at the same instant.
+      return Math.max(1, Math.ceil((index + 1) * windowMs - now)) + Math.floor(Math.random() * 3);
+    }
+  }
+
+  async function admit(key: string, perSecond: number, until: number): Promise<number> {
+    const previous = tails.get(key) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((resolve) => (release = resolve));
+    const tail = previous.then(() => mine);
+    tails.set(key, tail);
+    try {
+      let timer: NodeJS.Timeout | undefined;
+      const turn = await Promise.race([
+        previous.then(() => true),
+        new Promise<false>(
+          (resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, until - Date.now()))),
+        ),
+      ]);
+      clearTimeout(timer);
+      // Still behind others at the deadline: about one message time per waiter ahead.
+      if (!turn) return Math.ceil(1000 / perSecond);
+      for (;;) {
+        const wait = await take(key, perSecond);
+        if (wait === 0) return 0;
+        if (Date.now() + wait > until) return wait;
+        await sleep(wait);
       }
-    },
-  };
+    } finally {
+      release();
+      if (tails.get(key) === tail) tails.delete(key);
+    }
+  }
+
+  return { take, admit };
 }
 
 /**

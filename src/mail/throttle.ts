@@ -179,6 +179,11 @@ export class ServerPace {
   accepted(now = Date.now()): void {
     this.sent++;
     this.countSecond(now);
+    this.reachable(now);
+  }
+
+  /** A connection worked (a message, or a probe with no message): a probing server is back in. */
+  reachable(now = Date.now()): void {
     this.failuresInRow = 0;
     if (this.state === "probing") {
       this.state = "in";

@@ -189,7 +189,8 @@ class GroupSlots {
   }
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** How much longer than `maxWaitMs` a message may wait for its server's own limits. */
+const SERVER_LIMIT_EXTRA_WAIT_MS = 8_000;
 /** A deferred message waits at least this long, plus up to as much again: claims stay chunk-sized. */
 const MIN_DEFER_MS = 1_000;
 const deferFor = (ms: number) => Math.max(ms, MIN_DEFER_MS) + Math.floor(Math.random() * MIN_DEFER_MS);
@@ -230,21 +231,22 @@ export function createSmtpTransport(
     return from[from.length - 1]!;
   }
 
-  /** Waits for every limit of this message; 0 once all let it through, else the wait that would pass the deadline. */
+  /**
+   * Waits for every limit of this message; 0 once all let it through, else the wait that would
+   * pass the deadline. A server's own limits may be waited for longer than a group's: every
+   * message to that server waits for them anyway, so deferring it frees nothing.
+   */
   async function limits(server: Server, group: DomainGroup, deadline: number): Promise<number> {
-    const gates: [RateCounters, string, number | undefined][] = [
-      [local, `adaptive:${server.spec.name}`, server.pace.adaptiveRate],
-      [counters, `server:${server.spec.name}`, server.spec.rate],
-      [counters, `group:${group.name}`, group.rate],
+    const serverDeadline = deadline + SERVER_LIMIT_EXTRA_WAIT_MS;
+    const gates: [RateCounters, string, number | undefined, number][] = [
+      [local, `adaptive:${server.spec.name}`, server.pace.adaptiveRate, serverDeadline],
+      [counters, `server:${server.spec.name}`, server.spec.rate, serverDeadline],
+      [counters, `group:${group.name}`, group.rate, deadline],
     ];
-    for (const [store, key, rate] of gates) {
+    for (const [store, key, rate, until] of gates) {
       if (rate === undefined) continue;
-      for (;;) {
-        const wait = await store.take(key, rate);
-        if (wait === 0) break;
-        if (Date.now() + wait > deadline) return wait;
-        await sleep(wait);
-      }
+      const wait = await store.admit(key, rate, until);
+      if (wait > 0) return wait;
     }
     return 0;
   }
@@ -300,7 +302,14 @@ export function createSmtpTransport(
           return deferred(name, "waiting for a free connection", 0);
         }
         try {
-          const wait = await limits(server, group, deadline);
+          let wait: number;
+          try {
+            wait = await limits(server, group, deadline);
+          } catch (error) {
+            // The counters' store cannot be reached: never send past a limit; wait.
+            server.pace.held();
+            return deferred(name, `rate counters unavailable: ${(error as Error).message}`, 0);
+          }
           if (wait > 0) {
             server.pace.held();
             return deferred(name, `held by a rate limit (${name} or ${group.name})`, wait);
@@ -340,6 +349,26 @@ export function createSmtpTransport(
     }
   }
 
+  // A server whose cool-down ended is probed even when no message comes (a connection and
+  // EHLO, no transaction), so it is back in, and shown so, as soon as it answers.
+  const probing = new Set<Server>();
+  const prober = setInterval(() => {
+    const now = Date.now();
+    for (const server of pool) {
+      server.pace.refresh(now);
+      if (server.pace.state !== "probing" || server.pace.inFlight > 0 || probing.has(server)) continue;
+      probing.add(server);
+      server.transport
+        .verify()
+        .then(
+          () => server.pace.reachable(),
+          (error: Error) => server.pace.unreachable(`probe: ${error.message}`),
+        )
+        .finally(() => probing.delete(server));
+    }
+  }, 1_000);
+  prober.unref();
+
   return {
     capacity: pool.reduce((sum, s) => sum + s.pace.maxConnections, 0),
     send,
@@ -369,6 +398,7 @@ export function createSmtpTransport(
       return { until: first.pace.until!, reply: first.pace.lastReply };
     },
     close() {
+      clearInterval(prober);
       for (const server of pool) server.transport.close();
     },
   };
