@@ -28,9 +28,9 @@ export const DEFAULT_SUSPEND_PATTERN = /^421[ -]4\.7\.28\b/;
 /**
  * Texts receivers use to say "slower" (SES, Gmail, Microsoft, Postfix's anvil). A 421 or 454
  * always means it; a 450, 451 or 452 only with such a text, since those codes also say "this
- * mailbox is busy or full" or "greylisted", which concern one recipient.
+ * mailbox is busy or full" or "greylisted" (often as a bare 4.7.1), which concern one recipient.
  */
-export const THROTTLE_PATTERN = /\b4\.7\.\d+\b|throttl|rate limit|too many|too much mail|slow down/i;
+export const THROTTLE_PATTERN = /\b4\.7\.28\b|throttl|rate limit|too many|too much mail|slow down/i;
 const ALWAYS_THROTTLE = new Set([421, 454]);
 const THROTTLE_WITH_TEXT = new Set([450, 451, 452]);
 
@@ -51,6 +51,7 @@ export function isThrottle(code: number | null, reply: string, settings = DEFAUL
 }
 
 const MIN_RATE = 0.5;
+const FIRST_DECREASE_FROM = 10;
 /** How often the rate may be lowered again: the replies in flight all answer the same burst. */
 const DECREASE_EVERY_MS = 1_000;
 const INCREASE_EVERY_MS = 1_000;
@@ -209,8 +210,10 @@ export class ServerPace {
     if (now - this.lastDecreaseAt < DECREASE_EVERY_MS) return;
     this.lastDecreaseAt = now;
     this.lastIncreaseAt = now;
-    // Multiplicative decrease, from what was being sent when no limit was in force yet.
-    const from = this.adaptiveRate ?? Math.max(this.recentRate(now), 1);
+    // Multiplicative decrease, from what was being sent when no limit was in force yet (at
+    // least FIRST_DECREASE_FROM: a throttle among the first replies says little about the rate,
+    // and further throttles halve it again each second).
+    const from = this.adaptiveRate ?? Math.max(this.recentRate(now), FIRST_DECREASE_FROM);
     this.adaptiveRate = Math.max(MIN_RATE, Math.min(from, this.configuredRate ?? Infinity) / 2);
     this.lastReply = reply;
     this.event("slower", reply, now);

@@ -138,6 +138,7 @@ describe("the receiver's word", () => {
     expect(isThrottle(450, "450 4.7.1 Error: too much mail from 127.0.0.1")).toBe(true);
     expect(isThrottle(452, "452 4.2.2 Mailbox full")).toBe(false);
     expect(isThrottle(451, "451 Try again later")).toBe(false);
+    expect(isThrottle(451, "451 4.7.1 Please try again later (greylisted)")).toBe(false);
     expect(isThrottle(550, "550 rate limit")).toBe(false);
   });
 
