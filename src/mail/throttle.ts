@@ -72,6 +72,7 @@ export class ServerPace {
   /** The adaptive rate, messages per second for this process; undefined: none in force. */
   adaptiveRate: number | undefined;
 
+  private slowStart: boolean;
   private failuresInRow = 0;
   private coolDownMs: number;
   private lastDecreaseAt = 0;
@@ -92,7 +93,11 @@ export class ServerPace {
     private readonly settings: PaceSettings,
     private readonly emit: SmtpEventSink,
   ) {
-    this.connections = maxConnections;
+    // Slow start: one connection, one more per accepted message up to the most. Opening many at
+    // once would hold the messages counted meanwhile until they connect, and they would then
+    // reach the server together, above its rate.
+    this.connections = 1;
+    this.slowStart = maxConnections > 1;
     this.coolDownMs = settings.coolDownMs;
   }
 
@@ -109,7 +114,7 @@ export class ServerPace {
       }
       this.until = null;
     }
-    if (this.state === "in" && this.connections < this.maxConnections) {
+    if (!this.slowStart && this.state === "in" && this.connections < this.maxConnections) {
       if (now - this.lastConnectionChangeAt >= CONNECTION_RAMP_MS) {
         this.connections++;
         this.lastConnectionChangeAt = now;
@@ -181,6 +186,12 @@ export class ServerPace {
     this.sent++;
     this.countSecond(now);
     this.reachable(now);
+    if (this.slowStart && this.state === "in") {
+      this.connections = Math.min(this.maxConnections, this.connections + 1);
+      if (this.connections === this.maxConnections) this.slowStart = false;
+      this.lastConnectionChangeAt = now;
+      this.wakeWaiters();
+    }
   }
 
   /** A connection worked (a message, or a probe with no message): a probing server is back in. */
@@ -224,6 +235,7 @@ export class ServerPace {
     this.deferred++;
     if (this.settings.suspendPattern.test(reply)) return this.suspend(reply, now);
     this.lastReply = reply;
+    this.slowStart = false;
     // The connections that work now are the most the server takes; keep one fewer than tried.
     const next = Math.max(1, Math.min(this.connections, this.inFlight) - 1);
     this.lastConnectionChangeAt = now;
@@ -259,6 +271,7 @@ export class ServerPace {
   private suspend(reply: string, now: number): void {
     this.lastReply = reply;
     if (this.state === "suspended") return;
+    this.slowStart = false;
     this.state = "suspended";
     this.until = new Date(now + this.settings.suspendMs);
     this.event("suspended", reply, now);
