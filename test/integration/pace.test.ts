@@ -247,9 +247,15 @@ describe("sending at the receiver's pace", () => {
     }
     relay = await server(undefined, port);
     const done = await completed(id, 120_000);
-    expect(done).toMatchObject({ failed: 0, unknown: 0 });
-    expect(done.sent).toBe(200);
-    expect(list.filter((a) => first.deliveries(a) + relay.deliveries(a) !== 1)).toEqual([]);
+    // Transactions in flight when the relay stopped are `unknown` (they may have been
+    // delivered): at most its connections. Every other recipient was sent, once.
+    expect(done.failed).toBe(0);
+    expect(done.unknown).toBeLessThanOrEqual(5);
+    expect(done.sent + done.unknown).toBe(200);
+    const rows = await listRecipients(backend.store.db, { campaignId: id, limit: 1000 });
+    const sent = rows.filter((r) => r.status === "sent").map((r) => r.email);
+    expect(sent.filter((a) => first.deliveries(a) + relay.deliveries(a) !== 1)).toEqual([]);
+    expect(list.filter((a) => first.deliveries(a) + relay.deliveries(a) > 1)).toEqual([]);
   }, 150_000);
 
   it("slows down on 421 above 20/s and climbs back: every recipient sent, at most 1.3 transactions each", async () => {
