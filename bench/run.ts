@@ -14,7 +14,8 @@
  *   BENCH_WARMUP         emails sent first, unmeasured, by the same process (default 500;
  *                        at most 5 for the sequential baseline, which opens a connection each)
  *   BENCH_ONLY           scenarios, comma-separated: sequential, raw, embedded, redis-1,
- *                        redis-3, postgres-1, or distributed / all (default: all but postgres-1)
+ *                        redis-3, limited-3 (3 workers, a relay at rate=100), postgres-1, or
+ *                        distributed / limited / all (default: all but postgres-1)
  *   BENCH_DELAYS_MS      SMTP reply delays to measure, comma-separated (default 0,50)
  *   BENCH_POOL_SIZE      connections of the raw pool (default 5, Lovage's LOVAGE_SMTP_POOL_SIZE)
  *   BENCH_RAW_IN_FLIGHT  raw sends outstanding at once (default 500)
@@ -30,6 +31,7 @@
  *                        redis-1, or none (default embedded,redis-1)
  *   BENCH_MILLION_ROWS   rows of its CSV (default 1000000)
  */
+import { windowOf } from "../src/mail/rate-limits.js";
 import { loadConfig } from "../src/config.js";
 import { cpus, loadavg, totalmem } from "node:os";
 import { runMillion, type MillionResult } from "./million.js";
@@ -181,6 +183,19 @@ for (const row of rows) {
       `${row.scenario.id === "sequential" ? "1×" : ratio(own, rate(find("sequential", row.delayMs)))} | ` +
       `${isReference && row.scenario.id === "raw" ? "1×" : ratio(own, rate(find("raw", row.delayMs)))} | ` +
       `${mb(m.peakRssBytes)}${processes} | ${m.cpuSeconds.toFixed(1)} | ${((m.cpuSeconds * 1000) / row.n).toFixed(1)} |`,
+  );
+}
+
+// The pace: how close Lovage keeps to a relay's limit, shared by its workers (goal ≥ 0.9).
+for (const row of rows) {
+  const limit = row.scenario.limitPerSecond;
+  const own = rate(row);
+  if (limit === undefined || own === undefined) continue;
+  const latency = row.delayMs === 0 ? "at once" : `after ${row.delayMs} ms`;
+  const window = windowOf(limit);
+  lines.push(
+    "",
+    `${row.scenario.label}, SMTP reply ${latency}: ${own.toFixed(1)} emails/s, ${(own / limit).toFixed(2)} of the limit (goal ≥ 0.9; the counters allow at most the limit in any second, an average of ${((window.points * 1000) / window.windowMs).toFixed(1)}/s).`,
   );
 }
 

@@ -35,6 +35,8 @@ export interface Scenario {
   small: boolean;
   /** Failures are reported in its row but do not fail the bench (work in progress). */
   experimental: boolean;
+  /** The relay's limit (`rate=` on its URL), when the scenario measures how close Lovage keeps to it. */
+  limitPerSecond?: number;
   run(config: RunConfig): Promise<Measurement>;
 }
 
@@ -100,6 +102,18 @@ export const SCENARIOS: readonly Scenario[] = [
     run: (config) => runLovage({ kind: "distributed", broker: "redis", workers }, config),
   })),
   {
+    id: "limited-3",
+    label: "Lovage Redis + PostgreSQL, 3 workers, relay limited to 100/s (`?rate=100`)",
+    small: false,
+    experimental: false,
+    limitPerSecond: 100,
+    run: (config) =>
+      runLovage(
+        { kind: "distributed", broker: "redis", workers: 3 },
+        { ...config, smtpUrl: `${config.smtpUrl}?rate=100` },
+      ),
+  },
+  {
     id: "postgres-1",
     label: "Lovage PostgreSQL only, 1 worker",
     small: false,
@@ -108,11 +122,12 @@ export const SCENARIOS: readonly Scenario[] = [
   },
 ];
 
-export const DEFAULT_SCENARIOS = ["sequential", "raw", "embedded", "redis-1", "redis-3"];
+export const DEFAULT_SCENARIOS = ["sequential", "raw", "embedded", "redis-1", "redis-3", "limited-3"];
 export const ALIASES: Record<string, string[]> = {
   lovage: ["embedded"],
   distributed: ["redis-1", "redis-3"],
   redis: ["redis-1", "redis-3"],
+  limited: ["limited-3"],
   postgres: ["postgres-1"],
   all: SCENARIOS.map((scenario) => scenario.id),
 };

@@ -6,6 +6,8 @@
 import { resolve } from "node:path";
 import { parseMailbox } from "./mail/message.js";
 import { parseSmtpServerUrl, parseSmtpServerUrls } from "./mail/smtp-server-url.js";
+import { parseDomainLimits, type DomainGroup } from "./mail/rate-limits.js";
+import type { ErrorBudget } from "./mail/send-batch.js";
 import { decodePercent, redactUrl, urlPassword, urlUsername, type Secrets } from "./redact.js";
 
 export { redactUrl };
@@ -61,10 +63,20 @@ export interface Config {
   readonly queues: readonly string[] | undefined;
   /** `LOVAGE_BATCH_SIZE`, default 50: recipients per send-batch job. */
   readonly batchSize: number;
-  /** `LOVAGE_MAX_ATTEMPTS`, default 5: SMTP attempts per recipient before it is failed. */
-  readonly maxAttempts: number;
-  /** `LOVAGE_RETRY_BASE_MS`, default 10000: first retry delay; doubles each attempt, with jitter. */
+  /** `LOVAGE_MAX_ATTEMPTS`, default unset: a cap on SMTP transactions per recipient besides LOVAGE_RETRY_MAX_AGE. */
+  readonly maxAttempts: number | undefined;
+  /** `LOVAGE_RETRY_BASE_MS`, default 10000: first retry delay; doubles each attempt (at most an hour apart), with jitter. */
   readonly retryBaseMs: number;
+  /** `LOVAGE_RETRY_MAX_AGE`, default `24h`: a recipient that keeps getting 4xx (or cannot be tried) is failed once its first try is this old. */
+  readonly retryMaxAgeMs: number;
+  /** `LOVAGE_DOMAIN_LIMITS`: rate and connection limits per recipient domain or provider group; google, microsoft and yahoo are built in. */
+  readonly domainGroups: readonly DomainGroup[];
+  /** `LOVAGE_ERROR_BUDGET`, default `10%/200/50`: pause a campaign whose 5xx exceed the share of its last N attempts, after M; `off` disables. */
+  readonly errorBudget: ErrorBudget | undefined;
+  /** `LOVAGE_SMTP_SUSPEND_PATTERN`, default `^421[ -]4\.7\.28`: a reply matching this regular expression suspends the server. */
+  readonly smtpSuspendPattern: RegExp;
+  /** `LOVAGE_SMTP_SUSPEND_MS`, default 600000: how long a server is suspended. */
+  readonly smtpSuspendMs: number;
   /** `LOVAGE_LEASE_MS`, default 120000: how long a recipient may stay `sending` before it is `unknown`. */
   readonly leaseMs: number;
   /** `LOVAGE_JOB_LOCK_MS`, default 30000: a job whose worker stops renewing its lock this long is taken over by another. */
@@ -249,6 +261,50 @@ export function loadConfig(env: Env): Config {
   if (!LOG_LEVELS.includes(logLevel)) {
     problems.push(`LOVAGE_LOG_LEVEL: expected one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`);
   }
+  const duration = (name: string, fallback: number): number => {
+    const raw = text(name);
+    if (raw === undefined) return fallback;
+    const match = /^(\d+(?:\.\d+)?)\s*(s|m|min|h|d)$/.exec(raw);
+    const units: Record<string, number> = { s: 1_000, m: 60_000, min: 60_000, h: 3600_000, d: 86400_000 };
+    const ms = match ? Number(match[1]) * units[match[2]!]! : NaN;
+    if (!(ms >= 60_000) || ms > 30 * 86400_000) {
+      problems.push(
+        `${name}: expected a duration from 1m to 30d with a unit (like 24h, 90m, 2d), got "${raw}"`,
+      );
+      return fallback;
+    }
+    return ms;
+  };
+  let domainGroups: DomainGroup[] = [];
+  try {
+    domainGroups = parseDomainLimits(text("LOVAGE_DOMAIN_LIMITS"));
+  } catch (error) {
+    problems.push(`LOVAGE_DOMAIN_LIMITS: ${(error as Error).message}`);
+  }
+  let errorBudget: ErrorBudget | undefined = { share: 0.1, window: 200, minimum: 50 };
+  const budgetRaw = text("LOVAGE_ERROR_BUDGET");
+  if (budgetRaw === "off") errorBudget = undefined;
+  else if (budgetRaw !== undefined) {
+    const match = /^(\d+(?:\.\d+)?)%\/(\d+)\/(\d+)$/.exec(budgetRaw);
+    const [share, window, minimum] = match
+      ? [Number(match[1]) / 100, Number(match[2]), Number(match[3])]
+      : [];
+    if (!match || !(share! > 0 && share! < 1) || window! < 1 || window! > 100_000 || minimum! > window!) {
+      problems.push(
+        `LOVAGE_ERROR_BUDGET: expected share%/window/minimum (like 10%/200/50, minimum at most window) or off, got "${budgetRaw}"`,
+      );
+    } else errorBudget = { share: share!, window: window!, minimum: minimum! };
+  }
+  let smtpSuspendPattern = /^421[ -]4\.7\.28/;
+  const suspendRaw = text("LOVAGE_SMTP_SUSPEND_PATTERN");
+  if (suspendRaw !== undefined) {
+    try {
+      smtpSuspendPattern = new RegExp(suspendRaw, "i");
+    } catch (error) {
+      problems.push(`LOVAGE_SMTP_SUSPEND_PATTERN: not a regular expression: ${(error as Error).message}`);
+    }
+  }
+  const maxAttemptsRaw = text("LOVAGE_MAX_ATTEMPTS");
   const jwtSecret = text("LOVAGE_JWT_SECRET");
   if (jwtSecret !== undefined && jwtSecret.length < 32) {
     problems.push(`LOVAGE_JWT_SECRET: expected at least 32 characters, got ${jwtSecret.length}`);
@@ -294,8 +350,13 @@ export function loadConfig(env: Env): Config {
     concurrency: integer("LOVAGE_CONCURRENCY", 20, 1, 1000),
     queues: list("LOVAGE_QUEUES"),
     batchSize: integer("LOVAGE_BATCH_SIZE", 50, 1, 10_000),
-    maxAttempts: integer("LOVAGE_MAX_ATTEMPTS", 5, 1, 100),
+    maxAttempts: maxAttemptsRaw === undefined ? undefined : integer("LOVAGE_MAX_ATTEMPTS", 5, 1, 1000),
     retryBaseMs: integer("LOVAGE_RETRY_BASE_MS", 10_000, 0),
+    retryMaxAgeMs: duration("LOVAGE_RETRY_MAX_AGE", 24 * 3600_000),
+    domainGroups,
+    errorBudget,
+    smtpSuspendPattern,
+    smtpSuspendMs: integer("LOVAGE_SMTP_SUSPEND_MS", 600_000, 1_000),
     leaseMs: integer("LOVAGE_LEASE_MS", 120_000, 1_000),
     jobLockMs: integer("LOVAGE_JOB_LOCK_MS", 30_000, 1_000),
     smtpPoolSize: integer("LOVAGE_SMTP_POOL_SIZE", 10, 1, 100),
@@ -324,6 +385,7 @@ export function loadConfig(env: Env): Config {
     ...config,
     smtpUrls: Object.freeze([...config.smtpUrls]),
     taskModules: Object.freeze([...config.taskModules]),
+    domainGroups: Object.freeze([...config.domainGroups]),
     queues: config.queues && Object.freeze([...config.queues]),
     dkim: config.dkim && Object.freeze({ ...config.dkim }),
   });

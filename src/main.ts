@@ -39,6 +39,16 @@ import {
   type DkimSettings,
   type SmtpConnectionSettings,
 } from "./mail/smtp-connection-options.js";
+import { createRateCounters, type CounterBackend } from "./mail/rate-limits.js";
+import type { SmtpEvent } from "./mail/smtp-events.js";
+import { parseSmtpServerUrls } from "./mail/smtp-server-url.js";
+import {
+  forgetOldSmtpEvents,
+  forgetServerFigures,
+  recordServerFigures,
+  recordSmtpEvents,
+} from "./db/smtp.js";
+import { Redis } from "ioredis";
 import { openBroker, type Broker } from "./queue/connection.js";
 import { createProducer } from "./queue/producer.js";
 import { createSchedules } from "./queue/schedules.js";
@@ -192,6 +202,45 @@ function startHeartbeat(
     })());
 }
 
+/** How often a worker writes its view of the SMTP servers, and its events, to the store. */
+export const SMTP_REPORT_MS = 2_000;
+
+/**
+ * Writes the servers' figures and the events of this worker to the store every SMTP_REPORT_MS,
+ * so the API (maybe another process) can answer /readyz, /api/smtp and the campaign view; the
+ * returned function stops it and removes this worker's figures. A store that is down only
+ * delays the report.
+ */
+function reportSmtp(
+  store: Store,
+  workerId: string,
+  transport: Transport,
+  events: SmtpEvent[],
+  logger: Logger,
+): () => Promise<void> {
+  let running: Promise<void> | undefined;
+  const report = async () => {
+    const batch = events.splice(0);
+    try {
+      await recordSmtpEvents(store.db, workerId, batch);
+      await recordServerFigures(store.db, workerId, transport.figures());
+    } catch (error) {
+      events.unshift(...batch);
+      logger.warn({ err: (error as Error).message }, "smtp figures not recorded");
+    }
+  };
+  void forgetOldSmtpEvents(store.db).catch(() => undefined);
+  const timer = setInterval(() => {
+    running ??= report().finally(() => (running = undefined));
+  }, SMTP_REPORT_MS);
+  return async () => {
+    clearInterval(timer);
+    await running;
+    await report();
+    await forgetServerFigures(store.db, workerId).catch(() => undefined);
+  };
+}
+
 /** Something opened that main closes, in reverse order. */
 interface Opened {
   close(): Promise<void> | void;
@@ -323,13 +372,38 @@ async function startWorkerRole(
     smtpUrls = [`${catcher.url}?tls=none`];
     parts.smtp.catcherUrl = smtpUrls[0];
   }
-  const transport: Transport = createSmtpTransport(smtpUrls, {
+  const servers = await naming(
+    "LOVAGE_SMTP_URL",
+    Promise.resolve().then(() => parseSmtpServerUrls(smtpUrls)),
+    messageOf,
+  );
+  const workerId = createWorkerId();
+  // The counters of the rate limits live where every worker sees them: Redis when the broker is
+  // Redis, else the store (PostgreSQL, or the embedded PGlite over its pg.Pool).
+  let backend: CounterBackend;
+  if (config.brokerUrl) {
+    const redis = new Redis(config.brokerUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: true });
+    redis.on("error", () => undefined);
+    opened.push({ close: () => void redis.disconnect() });
+    backend = { kind: "redis", client: redis };
+  } else {
+    backend = { kind: "postgres", pool: store.pool };
+  }
+  const events: SmtpEvent[] = [];
+  const transport: Transport = createSmtpTransport(servers, {
     poolSize: config.smtpPoolSize,
     timeoutMs: config.smtpTimeoutMs,
     connection: await smtpConnectionSettings(config),
+    counters: createRateCounters(backend),
+    groups: config.domainGroups,
+    pace: { suspendPattern: config.smtpSuspendPattern, suspendMs: config.smtpSuspendMs },
+    onEvent: (event) => {
+      logger.info({ smtp: event.name, event: event.kind, reply: event.reply, rate: event.rate }, "smtp pace");
+      if (events.length < 10_000) events.push(event);
+    },
   });
   opened.push(transport);
-  const workerId = createWorkerId();
+  opened.push({ close: reportSmtp(store, workerId, transport, events, logger) });
   const tasks = new TaskRegistry().register(
     ...parts.userTasks.all(),
     createSendBatchTask({
@@ -341,6 +415,8 @@ async function startWorkerRole(
       workerId,
       maxAttempts: config.maxAttempts,
       retryBaseMs: config.retryBaseMs,
+      retryMaxAgeMs: config.retryMaxAgeMs,
+      errorBudget: config.errorBudget,
       leaseMs: config.leaseMs,
       message: await messageSettings(store, config),
       logger,

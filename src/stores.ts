@@ -25,13 +25,20 @@ export function createSendStore(db: Db, options: { server?: string } = {}): Send
     getCampaign: (id) => campaigns.getCampaign(db, id),
     claimForSending: (ids, leaseMs) => recipients.claimForSending(db, ids, leaseMs),
     recordOutcomes: (records, worker) => recipients.recordOutcomes(db, records, worker, options.server),
+    recentAttempts: async (campaignId, size) =>
+      recipients.recentAttemptWindow(db, campaignId, size, await campaigns.budgetSince(db, campaignId)),
+    pauseCampaign: (campaignId, reason, resumeAt) =>
+      campaigns.pauseCampaignFor(db, campaignId, reason, resumeAt),
   };
 }
 
 export function createDispatchStore(db: Db): DispatchStore {
   return {
     expireLeases: () => recipients.expireLeases(db),
-    startDueCampaigns: () => campaigns.startDueCampaigns(db),
+    startDueCampaigns: async () => [
+      ...(await campaigns.startDueCampaigns(db)),
+      ...(await campaigns.resumeDueCampaigns(db)),
+    ],
     sendingCampaigns: () => campaigns.sendingCampaigns(db),
     countQueued: () => recipients.countQueued(db),
     claimPending: (campaignId, batchKey, limit) =>
@@ -57,6 +64,7 @@ function campaignStoreOn(db: Db, transaction?: CampaignStore["transaction"]): Ca
     getCampaign: (id) => campaigns.getCampaign(db, id),
     transitionCampaign: (id, from, to, reason) => campaigns.transitionCampaign(db, id, from, to, reason),
     moveRecipients: (id, from, to) => recipients.moveRecipients(db, id, from, to),
+    retryRecipients: (id, from) => recipients.retryRecipients(db, id, from),
   };
   return store;
 }

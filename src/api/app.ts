@@ -33,6 +33,7 @@ import { metricsRoutes } from "./routes/metrics.js";
 import { queueRoutes } from "./routes/queues.js";
 import { scheduleRoutes } from "./routes/schedules.js";
 import { suppressionRoutes } from "./routes/suppressions.js";
+import { smtpRoutes } from "./routes/smtp.js";
 import { taskRoutes } from "./routes/tasks.js";
 import { userRoutes } from "./routes/users.js";
 import { unsubscribeRoutes } from "./routes/unsubscribe.js";
@@ -136,6 +137,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await figureRoutes(api, deps);
     await messageRoutes(api, deps);
     await eventRoutes(api, deps);
+    await smtpRoutes(api, deps);
     await healthRoutes(api, deps);
     await metricsRoutes(api, deps);
     await unsubscribeRoutes(api, deps);

@@ -1,4 +1,5 @@
 /** The JSON shapes of docs/api.md, built from store rows. */
+import { liveServerFigures, type SmtpEventRow } from "../db/smtp.js";
 import type { CampaignRow } from "../db/campaigns.js";
 import { ewmaRatePerMinute } from "../monitor/rate.js";
 import {
@@ -86,6 +87,9 @@ export function presentRecipient(row: RecipientRow) {
     fields: row.fields,
     status: row.status,
     attempts: row.attempts,
+    /** Attempts that count against the current budget (those since the last retry). */
+    attemptsInBudget: row.attempts - row.attemptBase,
+    retrySince: iso(row.retrySince),
     lastResponse: row.lastResponse,
     lastError: row.lastError,
     messageId: row.messageId,
@@ -93,4 +97,76 @@ export function presentRecipient(row: RecipientRow) {
     lastAttemptAt: iso(row.lastAttemptAt),
     sentAt: iso(row.sentAt),
   };
+}
+
+export function presentAttempt(row: {
+  attempt: number;
+  outcome: string;
+  smtp_code: number | null;
+  response: string | null;
+  error: string | null;
+  worker: string | null;
+  started_at: Date;
+  finished_at: Date;
+}) {
+  return {
+    attempt: row.attempt,
+    outcome: row.outcome,
+    smtpCode: row.smtp_code,
+    response: row.response,
+    error: row.error,
+    worker: row.worker,
+    startedAt: row.started_at.toISOString(),
+    finishedAt: row.finished_at.toISOString(),
+  };
+}
+
+export function presentSmtpEvent(row: SmtpEventRow & { worker?: string | null }) {
+  return {
+    at: row.at.toISOString(),
+    scope: row.scope,
+    name: row.name,
+    kind: row.kind,
+    reply: row.reply,
+    rate: row.rate,
+    connections: row.connections,
+    until: iso(row.until),
+    worker: row.worker ?? null,
+  };
+}
+
+const STATE_ORDER = ["in", "probing", "suspended", "out"];
+
+/**
+ * Each server's figures summed over the live workers; its state is the best any worker has
+ * (a server one worker can reach is in), each worker's own view alongside.
+ */
+export async function smtpServers(db: Db, freshMs: number) {
+  const rows = await liveServerFigures(db, freshMs);
+  const byName = new Map<string, typeof rows>();
+  for (const row of rows) byName.set(row.name, [...(byName.get(row.name) ?? []), row]);
+  return [...byName.entries()].map(([name, views]) => {
+    const best = views.reduce((a, b) =>
+      STATE_ORDER.indexOf(a.state) <= STATE_ORDER.indexOf(b.state) ? a : b,
+    );
+    return {
+      name,
+      state: best.state,
+      until: iso(best.until),
+      sent: views.reduce((n, v) => n + v.sent, 0),
+      failed: views.reduce((n, v) => n + v.failed, 0),
+      deferred: views.reduce((n, v) => n + v.deferred, 0),
+      rate: Math.round(views.reduce((n, v) => n + v.rate, 0) * 10) / 10,
+      connections: views.reduce((n, v) => n + v.connections, 0),
+      workers: views.map((v) => ({
+        worker: v.workerId,
+        state: v.state,
+        until: iso(v.until),
+        rate: v.rate,
+        limitRate: v.limitRate,
+        connections: v.connections,
+        reply: v.reply,
+      })),
+    };
+  });
 }

@@ -188,6 +188,54 @@ export async function completeFinishedCampaigns(db: Db): Promise<number[]> {
   return result.rows.map((row) => row.id);
 }
 
+/**
+ * Pauses a sending campaign on its own (the error budget, or every server suspended), with the
+ * reason; `resumeAt` makes it resume by itself then. Returns false if it was not sending.
+ */
+export async function pauseCampaignFor(
+  db: Db,
+  id: number,
+  reason: string,
+  resumeAt: Date | null,
+): Promise<boolean> {
+  const result = await db
+    .updateTable("lovage.campaigns")
+    .set({ status: "paused", status_reason: reason, auto_resume_at: resumeAt })
+    .where("id", "=", id)
+    .where("status", "=", "sending")
+    .executeTakeFirst();
+  if (Number(result.numUpdatedRows) === 0) return false;
+  await db
+    .updateTable("lovage.recipients")
+    .set({ status: "pending", batch_job_id: null, queued_at: null })
+    .where("campaign_id", "=", id)
+    .where("status", "=", "queued")
+    .execute();
+  return true;
+}
+
+/** Resumes campaigns paused with a time to resume that has come; returns their ids. */
+export async function resumeDueCampaigns(db: Db): Promise<number[]> {
+  const rows = await db
+    .updateTable("lovage.campaigns")
+    .set({ status: "sending", status_reason: null, auto_resume_at: null, budget_since: new Date() })
+    .where("status", "=", "paused")
+    .where("auto_resume_at", "<=", new Date())
+    .returning("id")
+    .execute();
+  return rows.map((row) => row.id);
+}
+
+/** When the error budget's window of a campaign starts (its last resume), or null. */
+export async function budgetSince(db: Db, id: number): Promise<Date | null> {
+  const row = await db
+    .selectFrom("lovage.campaigns")
+    .select("budget_since")
+    .where("id", "=", id)
+    .executeTakeFirst();
+  return row?.budget_since ?? null;
+}
+
 /** Moves a campaign from one of `from` to `to`; returns false if it was in none of them. */
 export async function transitionCampaign(
   db: Db,
@@ -201,6 +249,9 @@ export async function transitionCampaign(
     .set({
       status: to,
       status_reason: reason,
+      auto_resume_at: null,
+      // A resume starts the error budget's window afresh: the failures that paused it are known.
+      ...(to === "sending" ? { budget_since: new Date() } : {}),
       ...(to === "completed" || to === "cancelled" ? { completed_at: new Date() } : { completed_at: null }),
     })
     .where("id", "=", id)

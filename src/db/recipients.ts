@@ -53,6 +53,10 @@ export interface RecipientRow {
   queuedAt: Date | null;
   lastAttemptAt: Date | null;
   sentAt: Date | null;
+  /** When the current attempt budget's age started (first try, or the first try after a retry). */
+  retrySince: Date | null;
+  /** Attempts made before the last retry: they stay in the log but not in the budget. */
+  attemptBase: number;
 }
 
 const ROW_COLUMNS = [
@@ -70,6 +74,8 @@ const ROW_COLUMNS = [
   "queued_at",
   "last_attempt_at",
   "sent_at",
+  "retry_since",
+  "attempt_base",
 ] as const;
 
 type RawRow = {
@@ -87,6 +93,8 @@ type RawRow = {
   queued_at: Date | null;
   last_attempt_at: Date | null;
   sent_at: Date | null;
+  retry_since: Date | null;
+  attempt_base: number;
 };
 
 function toRow(raw: RawRow): RecipientRow {
@@ -105,6 +113,8 @@ function toRow(raw: RawRow): RecipientRow {
     queuedAt: raw.queued_at,
     lastAttemptAt: raw.last_attempt_at,
     sentAt: raw.sent_at,
+    retrySince: raw.retry_since,
+    attemptBase: raw.attempt_base,
   };
 }
 
@@ -254,7 +264,13 @@ export type Outcome =
   | { kind: "sent"; messageId: string; response: string }
   | { kind: "retry"; code: number | null; error: string; retryAt: Date }
   | { kind: "failed"; code: number | null; error: string }
-  | { kind: "unknown"; code: number | null; error: string };
+  | { kind: "unknown"; code: number | null; error: string }
+  /**
+   * Not tried: no SMTP transaction for this recipient began (every server out, a limit or a
+   * suspension held it, the connection was refused). Back to pending at `retryAt`, and the
+   * attempt the claim counted is given back; no attempt row is written.
+   */
+  | { kind: "deferred"; error: string; retryAt: Date };
 
 export interface AttemptRecord {
   recipientId: number;
@@ -280,29 +296,33 @@ export async function recordOutcomes(
 ): Promise<void> {
   if (records.length === 0) return;
   const column = <T>(pick: (record: AttemptRecord) => T) => records.map(pick);
-  const outcome = (r: AttemptRecord) => r.outcome;
+  const code = (o: Outcome) => (o.kind === "sent" ? 250 : o.kind === "deferred" ? null : o.code);
+  const later = (o: Outcome) =>
+    o.kind === "retry" || o.kind === "deferred" ? o.retryAt.toISOString() : null;
   await sql`
     WITH input AS (
       SELECT * FROM unnest(
         ${column((r) => r.recipientId)}::int[], ${column((r) => r.campaignId)}::int[],
-        ${column((r) => r.attempt)}::int[], ${column((r) => outcome(r).kind)}::text[],
-        ${column((r) => (r.outcome.kind === "sent" ? 250 : r.outcome.code))}::int[],
+        ${column((r) => r.attempt)}::int[], ${column((r) => r.outcome.kind)}::text[],
+        ${column((r) => code(r.outcome))}::int[],
         ${column((r) => (r.outcome.kind === "sent" ? r.outcome.response : null))}::text[],
         ${column((r) => (r.outcome.kind === "sent" ? null : r.outcome.error))}::text[],
         ${column((r) => (r.outcome.kind === "sent" ? r.outcome.messageId : null))}::text[],
-        ${column((r) => (r.outcome.kind === "retry" ? r.outcome.retryAt.toISOString() : null))}::timestamptz[],
+        ${column((r) => later(r.outcome))}::timestamptz[],
         ${column((r) => r.startedAt.toISOString())}::timestamptz[],
         ${column((r) => r.server ?? server)}::text[]
       ) AS t(recipient_id, campaign_id, attempt, kind, smtp_code, response, error, message_id, retry_at, started_at, server)
     ), changed AS (
       UPDATE lovage.recipients r SET
-        status = CASE i.kind WHEN 'retry' THEN 'pending' ELSE i.kind END,
+        status = CASE WHEN i.kind IN ('retry', 'deferred') THEN 'pending' ELSE i.kind END,
+        attempts = CASE WHEN i.kind = 'deferred' THEN greatest(r.attempts - 1, 0) ELSE r.attempts END,
+        retry_since = coalesce(r.retry_since, i.started_at),
         sent_at = CASE WHEN i.kind = 'sent' THEN now() ELSE r.sent_at END,
         message_id = CASE WHEN i.kind = 'sent' THEN i.message_id ELSE r.message_id END,
         last_response = i.response,
         last_error = i.error,
-        batch_job_id = CASE WHEN i.kind = 'retry' THEN NULL ELSE r.batch_job_id END,
-        next_attempt_at = CASE WHEN i.kind = 'retry' THEN i.retry_at ELSE r.next_attempt_at END,
+        batch_job_id = CASE WHEN i.kind IN ('retry', 'deferred') THEN NULL ELSE r.batch_job_id END,
+        next_attempt_at = CASE WHEN i.kind IN ('retry', 'deferred') THEN i.retry_at ELSE r.next_attempt_at END,
         lease_expires_at = NULL
       FROM input i
       WHERE r.id = i.recipient_id AND r.status IN ('sending', 'unknown')
@@ -310,7 +330,76 @@ export async function recordOutcomes(
     INSERT INTO lovage.attempts
       (recipient_id, campaign_id, attempt, outcome, smtp_code, response, error, worker, started_at, server)
     SELECT recipient_id, campaign_id, attempt, kind, smtp_code, response, error, ${worker}, started_at, server
-    FROM input`.execute(db);
+    FROM input WHERE kind <> 'deferred'`.execute(db);
+}
+
+/**
+ * A user's retry: the recipients in `from` go back to pending with a fresh attempt budget (its
+ * age starts again at their next try; the attempts made so far stay in the log and are no
+ * longer counted against it). Returns how many moved.
+ */
+export async function retryRecipients(
+  db: Db,
+  campaignId: number,
+  from: readonly RecipientStatus[],
+): Promise<number> {
+  const result = await sql`
+    UPDATE lovage.recipients SET status = 'pending', batch_job_id = NULL, queued_at = NULL,
+      next_attempt_at = NULL, retry_since = NULL, attempt_base = attempts
+    WHERE campaign_id = ${campaignId} AND status = ANY(${[...from]}::text[])`.execute(db);
+  return Number(result.numAffectedRows ?? 0);
+}
+
+export async function getRecipient(
+  db: Db,
+  campaignId: number,
+  id: number,
+): Promise<RecipientRow | undefined> {
+  const raw = await db
+    .selectFrom("lovage.recipients")
+    .select(ROW_COLUMNS)
+    .where("id", "=", id)
+    .where("campaign_id", "=", campaignId)
+    .executeTakeFirst();
+  return raw ? toRow(raw) : undefined;
+}
+
+export interface AttemptWindow {
+  /** Attempts in the window (the most recent `size` since `since`). */
+  total: number;
+  /** Of them, failed with a 5xx. */
+  permanent: number;
+  /** The most common reply among the permanent failures, with its count. */
+  topReply: { text: string; count: number } | undefined;
+}
+
+/** The last `size` attempts of a campaign (since `since`, when given), for its error budget. */
+export async function recentAttemptWindow(
+  db: Db,
+  campaignId: number,
+  size: number,
+  since: Date | null,
+): Promise<AttemptWindow> {
+  const rows = await sql<{ total: number; permanent: number; reply: string | null; n: number | null }>`
+    WITH recent AS (
+      SELECT outcome, smtp_code, error FROM lovage.attempts
+      WHERE campaign_id = ${campaignId}
+        AND (${since?.toISOString() ?? null}::timestamptz IS NULL OR finished_at > ${since?.toISOString() ?? null}::timestamptz)
+      ORDER BY finished_at DESC LIMIT ${size}
+    ), failed AS (
+      SELECT error FROM recent WHERE outcome = 'failed' AND smtp_code >= 500
+    ), top AS (
+      SELECT error AS reply, count(*)::int AS n FROM failed GROUP BY error ORDER BY n DESC LIMIT 1
+    )
+    SELECT (SELECT count(*)::int FROM recent) AS total, (SELECT count(*)::int FROM failed) AS permanent,
+      top.reply, top.n
+    FROM (SELECT 1) one LEFT JOIN top ON true`.execute(db);
+  const row = rows.rows[0]!;
+  return {
+    total: row.total,
+    permanent: row.permanent,
+    topReply: row.reply !== null && row.n !== null ? { text: row.reply, count: row.n } : undefined,
+  };
 }
 
 /**
@@ -433,7 +522,7 @@ export async function listAttempts(db: Db, recipientId: number) {
     .selectFrom("lovage.attempts")
     .selectAll()
     .where("recipient_id", "=", recipientId)
-    .orderBy("attempt")
+    .orderBy("id")
     .execute();
 }
 

@@ -40,6 +40,8 @@ export interface CampaignsTable {
   headers: ColumnType<Record<string, string>, string | undefined, string>;
   list_unsubscribe: Generated<boolean>;
   ignore_manual_suppressions: Generated<boolean>;
+  budget_since: Date | null;
+  auto_resume_at: Date | null;
 }
 
 export interface SuppressionsTable {
@@ -69,6 +71,8 @@ export interface RecipientsTable {
   queued_at: Date | null;
   last_attempt_at: Date | null;
   sent_at: Date | null;
+  retry_since: Date | null;
+  attempt_base: Generated<number>;
 }
 
 export interface AttemptsTable {
@@ -206,6 +210,34 @@ export interface QueueMinutesTable {
   failed: number;
 }
 
+export interface SmtpServersTable {
+  worker_id: string;
+  name: string;
+  state: string;
+  until: Date | null;
+  sent: number;
+  failed: number;
+  deferred: number;
+  rate: number;
+  limit_rate: number | null;
+  connections: number;
+  reply: string | null;
+  updated_at: ColumnType<Date, Date | undefined, Date>;
+}
+
+export interface SmtpEventsTable {
+  id: Generated<number>;
+  at: CreatedAt;
+  scope: string;
+  name: string;
+  kind: string;
+  reply: string | null;
+  rate: number | null;
+  connections: number | null;
+  until: Date | null;
+  worker: string | null;
+}
+
 export interface Database {
   "lovage.settings": SettingsTable;
   "lovage.users": UsersTable;
@@ -222,4 +254,6 @@ export interface Database {
   "lovage.job_totals": JobTotalsTable;
   "lovage.queue_minutes": QueueMinutesTable;
   "lovage.suppressions": SuppressionsTable;
+  "lovage.smtp_servers": SmtpServersTable;
+  "lovage.smtp_events": SmtpEventsTable;
 }

@@ -4,7 +4,10 @@
  *           flight find them not queued and skip them)
  *   resume  paused → sending; only recipients not yet sent are sent
  *   cancel  any open status → cancelled; pending and queued recipients become skipped
- *   retry   failed (or unknown, when asked) recipients → pending; a completed campaign sends again
+ *   retry   failed (or unknown, when asked) recipients → pending with a fresh attempt budget
+ *           (their earlier attempts stay in the log); a completed campaign sends again
+ * A campaign may also pause itself (the error budget, every server suspended: send-batch), with
+ * a statusReason; resume works the same on it.
  * Each is one transaction. It never talks HTTP: the route maps the answer to a status code.
  */
 import type { CampaignStatus } from "../db/campaigns.js";
@@ -63,7 +66,7 @@ export function retryCampaign(
 ): Promise<LifecycleAnswer> {
   return act(store, id, "a cancelled campaign cannot be retried", async (trx, status) => {
     if (status === "cancelled") return false;
-    const moved = await trx.moveRecipients(id, statuses, "pending");
+    const moved = await trx.retryRecipients(id, statuses);
     if (moved > 0) await trx.transitionCampaign(id, ["completed", "sending"], "sending");
     return true;
   });

@@ -43,6 +43,8 @@ export interface CampaignStore {
   ): Promise<boolean>;
   /** Moves the campaign's recipients in `from` to `to`; returns how many. */
   moveRecipients(campaignId: number, from: readonly RecipientStatus[], to: RecipientStatus): Promise<number>;
+  /** Back to pending with a fresh attempt budget (earlier attempts stay in the log); returns how many. */
+  retryRecipients(campaignId: number, from: readonly RecipientStatus[]): Promise<number>;
 }
 
 export interface CampaignInput {

@@ -14,7 +14,10 @@ import { sendBatch, type SendBatchInput } from "./send-batch.js";
 export interface DispatchStore {
   /** Rows left `sending` past their lease become `unknown`; returns how many. */
   expireLeases(): Promise<number>;
-  /** Scheduled campaigns whose time has come start sending; returns their ids. */
+  /**
+   * Scheduled campaigns whose time has come start sending, and campaigns that paused themselves
+   * until a time (every server suspended) resume; returns their ids.
+   */
   startDueCampaigns(): Promise<number[]>;
   /** Sending campaigns, the most urgent first. */
   sendingCampaigns(): Promise<{ id: number; priority: number }[]>;

@@ -9,7 +9,7 @@
  * to write the outcomes, and if it cannot before the lease ends the rows become `unknown`.
  */
 import type { CampaignRow } from "../db/campaigns.js";
-import type { AttemptRecord, Outcome, RecipientRow } from "../db/recipients.js";
+import type { AttemptRecord, AttemptWindow, Outcome, RecipientRow } from "../db/recipients.js";
 import { declareTask, implementTask, type TaskDefinition } from "../queue/task.js";
 import { buildMessage, compileMessage, type CompiledMessage, type MessageSettings } from "./message.js";
 import { SendSlots } from "./send-slots.js";
@@ -37,15 +37,35 @@ export interface SendStore {
   /** Moves the ids still `queued` (of a sending campaign) to `sending`; returns those rows. */
   claimForSending(recipientIds: readonly number[], leaseMs: number): Promise<RecipientRow[]>;
   recordOutcomes(records: readonly AttemptRecord[], worker: string): Promise<void>;
+  /** The campaign's last `size` attempts since its error budget's window began (its last resume). */
+  recentAttempts(campaignId: number, size: number): Promise<AttemptWindow>;
+  /** Pauses a sending campaign with a reason, resuming by itself at `resumeAt` when given; false if it was not sending. */
+  pauseCampaign(campaignId: number, reason: string, resumeAt: Date | null): Promise<boolean>;
 }
+
+/**
+ * A campaign pauses itself when more than `share` of its last `window` attempts failed with a
+ * 5xx, once it has made at least `minimum` (since its last resume).
+ */
+export interface ErrorBudget {
+  share: number;
+  window: number;
+  minimum: number;
+}
+
+export const DEFAULT_ERROR_BUDGET: ErrorBudget = { share: 0.1, window: 200, minimum: 50 };
 
 export interface SendBatchDeps {
   store: SendStore;
   transport: Transport;
   /** The worker's identity, as `GET /api/workers` shows it; kept with every attempt. */
   workerId: string;
-  maxAttempts: number;
+  /** A cap on SMTP transactions per recipient besides the age; undefined: the age alone decides. */
+  maxAttempts?: number | undefined;
   retryBaseMs: number;
+  /** A recipient that keeps getting 4xx (or cannot be tried) is failed once its first try is this old. */
+  retryMaxAgeMs: number;
+  errorBudget?: ErrorBudget | undefined;
   leaseMs: number;
   /** What every message shares (the token keys, the unsubscribe and bounce addresses). */
   message: MessageSettings;
@@ -69,35 +89,66 @@ export const sendBatchInput = {
   },
 };
 
-/** Exponential backoff with full jitter on the upper half: base·2^(n-1)·[0.5, 1). */
+/** Retries are spaced at most this far apart, however many came before. */
+export const MAX_RETRY_DELAY_MS = 3600_000;
+
+/** Exponential backoff with jitter on the upper half, capped at an hour: base·2^(n-1)·[0.5, 1). */
 export function retryDelayMs(attempt: number, baseMs: number, random = Math.random): number {
-  const ceiling = baseMs * 2 ** Math.max(0, attempt - 1);
+  const ceiling = Math.min(baseMs * 2 ** Math.max(0, attempt - 1), MAX_RETRY_DELAY_MS);
   return Math.round(ceiling * (0.5 + random() / 2));
 }
 
+function hours(ms: number): string {
+  return ms >= 3600_000 ? `${Math.round((ms / 3600_000) * 10) / 10} h` : `${Math.round(ms / 60_000)} min`;
+}
+
+/**
+ * What a send result means for the recipient. A temporary failure is retried on a schedule
+ * until the recipient's first try (since its last retry by a user) is `retryMaxAgeMs` old, as
+ * mail servers keep a message in their queue; a deferred one (not tried) waits without
+ * spending an attempt, within the same age.
+ */
 export function outcomeOf(
   result: SendResult,
-  attempt: number,
-  deps: Pick<SendBatchDeps, "maxAttempts" | "retryBaseMs">,
+  recipient: Pick<RecipientRow, "attempts" | "attemptBase" | "retrySince">,
+  deps: Pick<SendBatchDeps, "maxAttempts" | "retryBaseMs" | "retryMaxAgeMs">,
   messageId: string,
+  now = Date.now(),
 ): Outcome {
   if (result.ok) return { kind: "sent", messageId, response: result.response };
   const error = `${result.server}: ${result.error}`;
+  const age = now - (recipient.retrySince?.getTime() ?? now);
+  const inBudget = recipient.attempts - recipient.attemptBase;
   switch (result.kind) {
     case "permanent":
       return { kind: "failed", code: result.code, error };
     case "ambiguous":
       return { kind: "unknown", code: result.code, error: `${error} (the message may have been delivered)` };
-    case "temporary":
-      if (attempt >= deps.maxAttempts) {
-        return { kind: "failed", code: result.code, error: `${error} (gave up after ${attempt} attempts)` };
+    case "deferred": {
+      const retryAfter = result.retryAfterMs ?? 1_000;
+      if (age + retryAfter > deps.retryMaxAgeMs) {
+        return {
+          kind: "failed",
+          code: result.code,
+          error: `${error} (not sent within ${hours(deps.retryMaxAgeMs)}, LOVAGE_RETRY_MAX_AGE)`,
+        };
       }
-      return {
-        kind: "retry",
-        code: result.code,
-        error,
-        retryAt: new Date(Date.now() + retryDelayMs(attempt, deps.retryBaseMs)),
-      };
+      return { kind: "deferred", error, retryAt: new Date(now + retryAfter) };
+    }
+    case "temporary": {
+      if (deps.maxAttempts !== undefined && inBudget >= deps.maxAttempts) {
+        return { kind: "failed", code: result.code, error: `${error} (gave up after ${inBudget} attempts)` };
+      }
+      const delay = retryDelayMs(inBudget, deps.retryBaseMs);
+      if (age + delay > deps.retryMaxAgeMs) {
+        return {
+          kind: "failed",
+          code: result.code,
+          error: `${error} (gave up after ${inBudget} attempts over ${hours(age)}, LOVAGE_RETRY_MAX_AGE)`,
+        };
+      }
+      return { kind: "retry", code: result.code, error, retryAt: new Date(now + delay) };
+    }
   }
 }
 
@@ -150,7 +201,8 @@ export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBat
       campaignId: recipient.campaignId,
       attempt: recipient.attempts,
       startedAt,
-      outcome: outcomeOf(sendResult, recipient.attempts, deps, message.messageId),
+      server: sendResult.server,
+      outcome: outcomeOf(sendResult, recipient, deps, message.messageId),
     };
   }
 
@@ -176,6 +228,34 @@ export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBat
         delayMs = Math.min(delayMs * 2, 5_000);
       }
     }
+  }
+
+  /**
+   * The error budget (after a chunk with a 5xx), and every server suspended: either pauses the
+   * campaign with a reason that names the figure and the reply.
+   */
+  async function pausedItself(campaignId: number, records: readonly AttemptRecord[]): Promise<boolean> {
+    const suspended = deps.transport.allSuspended();
+    if (suspended) {
+      const reason = `every SMTP server is suspended until ${suspended.until.toISOString()} (${suspended.reply ?? "no reply"}); resumes by itself then`;
+      if (await deps.store.pauseCampaign(campaignId, reason, suspended.until))
+        deps.logger.warn(
+          { campaign: campaignId, until: suspended.until },
+          "campaign paused: every server suspended",
+        );
+      return true;
+    }
+    const budget = deps.errorBudget;
+    if (!budget || !records.some((r) => r.outcome.kind === "failed" && (r.outcome.code ?? 0) >= 500))
+      return false;
+    const window = await deps.store.recentAttempts(campaignId, budget.window);
+    if (window.total < budget.minimum || window.permanent <= budget.share * window.total) return false;
+    const percent = Math.round((window.permanent / window.total) * 1000) / 10;
+    const top = window.topReply ? `; most often (${window.topReply.count}×): ${window.topReply.text}` : "";
+    const reason = `error budget: ${window.permanent} of the last ${window.total} attempts failed permanently (${percent}%, more than ${budget.share * 100}%)${top}`;
+    if (await deps.store.pauseCampaign(campaignId, reason, null))
+      deps.logger.warn({ campaign: campaignId, reason }, "campaign paused by its error budget");
+    return true;
   }
 
   return implementTask(sendBatch, async ({ campaignId, recipientIds }, context) => {
@@ -212,10 +292,12 @@ export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBat
       }
       for (const { outcome } of records) {
         if (outcome.kind === "sent") result.sent++;
-        else if (outcome.kind === "retry") result.retried++;
+        else if (outcome.kind === "retry" || outcome.kind === "deferred") result.retried++;
         else if (outcome.kind === "failed") result.failed++;
         else result.unknown++;
       }
+      // A campaign that pauses itself stops here: the rest of the batch is not queued any more.
+      if (await pausedItself(campaignId, records)) break;
     }
     return result;
   });

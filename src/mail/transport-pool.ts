@@ -1,28 +1,47 @@
 /**
- * Sending one message through a pool of SMTP connections (nodemailer's pooled transport, one
- * pool per server, servers taken in turn), and saying what the server's answer means for the
+ * Sending one message through pools of SMTP connections (nodemailer's pooled transport, one
+ * pool per server), at the pace the receivers allow, and saying what the answer means for the
  * recipient. It never touches the store: the caller records the outcome.
+ *
+ * Per message: pick a server among those in (weighted by `weight=`), wait (a short while at
+ * most) for a free connection to it and for the limits that apply (its `rate=` and the
+ * recipient's group, shared by every worker; its adaptive rate, this process's), then send.
+ * A server that refuses the connection is left for another at once (nothing was handed over);
+ * after several in a row it is out for a cool-down. A message that could not be tried is
+ * `deferred`: it waits, and it has spent no attempt.
  */
 import nodemailer from "nodemailer";
 import type SMTPPool from "nodemailer/lib/smtp-pool/index.js";
 import { toNodemailerMessage, type OutgoingMessage } from "./message.js";
+import { createRateCounters, groupLookup, type DomainGroup, type RateCounters } from "./rate-limits.js";
 import { smtpConnectionOptions, type SmtpConnectionSettings } from "./smtp-connection-options.js";
-import { parseSmtpServerUrl } from "./smtp-server-url.js";
+import { parseSmtpServerUrl, type SmtpServerSpec } from "./smtp-server-url.js";
+import type { ServerFigures, SmtpEventSink } from "./smtp-events.js";
+import { DEFAULT_PACE, ServerPace, type PaceSettings } from "./throttle.js";
 
 export type { OutgoingMessage };
 
 /**
- * - `temporary`: the server said 4xx, or the message was never handed over (refused
- *   connection, timeout before DATA): safe to try again.
+ * - `temporary`: the server said 4xx in a transaction for this recipient: try again later.
  * - `permanent`: the server said 5xx: trying again would get the same answer.
  * - `ambiguous`: the link failed after the message was handed over and before the server's
  *   answer: it may have been delivered, so it must not be re-sent silently.
+ * - `deferred`: no transaction for this recipient began (every server out or suspended, a
+ *   limit held it, the connection was refused or answered 4xx before MAIL): not an attempt.
  */
-export type SendFailureKind = "temporary" | "permanent" | "ambiguous";
+export type SendFailureKind = "temporary" | "permanent" | "ambiguous" | "deferred";
 
 export type SendResult =
   | { ok: true; response: string; server: string }
-  | { ok: false; kind: SendFailureKind; code: number | null; error: string; server: string };
+  | {
+      ok: false;
+      kind: SendFailureKind;
+      code: number | null;
+      error: string;
+      server: string;
+      /** For `deferred`: when it is worth trying again. */
+      retryAfterMs?: number;
+    };
 
 export interface Transport {
   /** SMTP transactions it can have in flight at once: its connections over every server. */
@@ -30,47 +49,94 @@ export interface Transport {
   send(message: OutgoingMessage): Promise<SendResult>;
   /** Checks that every server answers; throws with the first that does not. */
   verify(): Promise<void>;
+  /** Each server's state and figures, as this process sees them. */
+  figures(): ServerFigures[];
+  /** When every server is suspended (not merely out): when the first resumes, and why. */
+  allSuspended(): { until: Date; reply: string | null } | undefined;
   close(): void;
+}
+
+export interface TransportOptions {
+  /** Connections per server per process (a server's `connections=` may lower it). */
+  poolSize: number;
+  timeoutMs: number;
+  /** Where the shared counters live; default: this process's memory. */
+  counters?: RateCounters;
+  groups?: readonly DomainGroup[];
+  pace?: Partial<PaceSettings>;
+  onEvent?: SmtpEventSink;
+  /** How long a message may wait for a connection or a limit before it is deferred; default 2 s. */
+  maxWaitMs?: number;
+  /** TLS, EHLO name and DKIM, for every server. */
+  connection?: SmtpConnectionSettings;
 }
 
 interface SmtpError extends Error {
   code?: string;
+  originalCode?: string;
   command?: string;
   responseCode?: number;
   response?: string;
   syscall?: string;
+  timeoutType?: string;
 }
 
 /** Failures that happen before an SMTP session exists: nothing can have been handed over. */
-const NEVER_CONNECTED = /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|Greeting never received/;
+const NEVER_CONNECTED =
+  /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|ECONNRESET|EDNS|Greeting never received/;
+/** Commands before MAIL FROM: a reply to them concerns the session, not any recipient. */
+const SESSION_COMMANDS = /^(EHLO|HELO|LHLO|STARTTLS|AUTH)/;
+
+export type SmtpErrorClass =
+  | { stage: "connection"; unreachable: true; code: number | null }
+  | { stage: "connection"; unreachable: false; code: number }
+  | { stage: "transaction"; kind: "temporary" | "permanent" | "ambiguous"; code: number | null };
 
 /** Certificate checks that fail during the TLS handshake (Node's codes for them). */
 const CERTIFICATE_FAILURE =
   /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ERR_TLS|ERR_SSL|DEPTH_ZERO|wrong version number|handshake/i;
 
-/** A TLS (STARTTLS or implicit) or greeting failure: the session never reached MAIL FROM. */
-function beforeMailFrom(error: SmtpError & { originalCode?: string }): boolean {
+/** A TLS failure (STARTTLS or implicit TLS): the session never reached MAIL FROM. */
+function isTlsFailure(error: SmtpError): boolean {
   if (error.code === "ETLS" || error.command === "STARTTLS") return true;
-  if (/Greeting never received|Invalid greeting/i.test(error.message)) return true;
   return error.command === "CONN" && CERTIFICATE_FAILURE.test(`${error.originalCode ?? ""} ${error.message}`);
 }
 
 /**
  * nodemailer reports a link lost at RCPT exactly as one lost after the message body (code
- * ECONNECTION, command CONN, no reply code), so a link lost mid-session must count as
- * `ambiguous`: retrying it could deliver the message twice.
+ * ECONNECTION, command CONN, no reply code), so a link lost mid-session counts as `ambiguous`:
+ * retrying it could deliver the message twice. Only a failure known to come before any
+ * session (refused, a connect or greeting timeout) or a reply to a session command is not a
+ * transaction.
  */
-export function classifySmtpError(error: SmtpError): { kind: SendFailureKind; code: number | null } {
+export function classifySmtpError(error: SmtpError): SmtpErrorClass {
   const code = typeof error.responseCode === "number" ? error.responseCode : null;
-  // Before MAIL FROM nothing of the message was handed over, whatever the server answered to
-  // STARTTLS or in its greeting (a 5xx there says nothing about this recipient).
-  if (beforeMailFrom(error)) return { kind: "temporary", code };
-  if (code !== null && code >= 500) return { kind: "permanent", code };
-  if (code !== null && code >= 400) return { kind: "temporary", code };
-  if (error.syscall === "connect" || NEVER_CONNECTED.test(`${error.code ?? ""} ${error.message}`)) {
-    return { kind: "temporary", code };
+  // A TLS failure (STARTTLS refused or not offered under tls=required, a certificate that does
+  // not verify) is this recipient's attempt failing before MAIL FROM: nothing was handed over,
+  // and it will not heal by itself, so it spends an attempt and ends failed naming TLS.
+  if (isTlsFailure(error)) return { stage: "transaction", kind: "temporary", code };
+  const command = error.command ?? "";
+  // A reply with the connection closed is reported as CONN whatever the stage; only the greeting
+  // (and the commands before MAIL) concern no recipient. A 4xx or 5xx closing a transaction is
+  // a refusal: nothing was delivered.
+  const session =
+    SESSION_COMMANDS.test(command) || (command === "CONN" && /Invalid greeting/.test(error.message));
+  if (code !== null && session) {
+    return code >= 400 && code < 500
+      ? { stage: "connection", unreachable: false, code }
+      : { stage: "connection", unreachable: true, code };
   }
-  return { kind: "ambiguous", code };
+  if (code !== null && code >= 500) return { stage: "transaction", kind: "permanent", code };
+  if (code !== null && code >= 400) return { stage: "transaction", kind: "temporary", code };
+  if (
+    error.syscall === "connect" ||
+    error.timeoutType === "CONNECT_TIMEOUT" ||
+    error.timeoutType === "GREETING_TIMEOUT" ||
+    NEVER_CONNECTED.test(`${error.code ?? ""} ${error.originalCode ?? ""} ${error.message}`)
+  ) {
+    return { stage: "connection", unreachable: true, code };
+  }
+  return { stage: "transaction", kind: "ambiguous", code };
 }
 
 function describe(error: SmtpError): string {
@@ -79,58 +145,267 @@ function describe(error: SmtpError): string {
   return text.length > 500 ? `${text.slice(0, 500)}…` : text;
 }
 
+/** The domain of the address in a To: `"Name" <a@b.example>` or `a@b.example`. */
+export function recipientDomain(to: string): string {
+  const address = /<([^>]*)>\s*$/.exec(to)?.[1] ?? to;
+  return address
+    .slice(address.lastIndexOf("@") + 1)
+    .trim()
+    .toLowerCase();
+}
+
+function nodemailerOptions(
+  spec: SmtpServerSpec,
+  connections: number,
+  timeoutMs: number,
+  connection: SmtpConnectionSettings | undefined,
+): SMTPPool.Options {
+  return {
+    pool: true,
+    ...smtpConnectionOptions(spec, connection),
+    maxConnections: connections,
+    maxMessages: Infinity,
+    connectionTimeout: timeoutMs,
+    greetingTimeout: timeoutMs,
+    socketTimeout: timeoutMs,
+  };
+}
+
+/** A per-process semaphore for a group's `Nconn`. */
+class GroupSlots {
+  private inFlight = new Map<string, number>();
+  private readonly waiting: (() => void)[] = [];
+  async acquire(group: DomainGroup, deadline: number): Promise<boolean> {
+    if (group.connections === undefined) return true;
+    while ((this.inFlight.get(group.name) ?? 0) >= group.connections) {
+      const left = deadline - Date.now();
+      if (left <= 0) return false;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, Math.min(left, 250));
+        function done() {
+          clearTimeout(timer);
+          resolve();
+        }
+        this.waiting.push(done);
+      });
+    }
+    this.inFlight.set(group.name, (this.inFlight.get(group.name) ?? 0) + 1);
+    return true;
+  }
+  release(group: DomainGroup): void {
+    if (group.connections === undefined) return;
+    this.inFlight.set(group.name, (this.inFlight.get(group.name) ?? 1) - 1);
+    for (const wake of this.waiting.splice(0)) wake();
+  }
+}
+
+/** How much longer than `maxWaitMs` a message may wait for its server's own limits. */
+const SERVER_LIMIT_EXTRA_WAIT_MS = 8_000;
+/** A deferred message waits at least this long, plus up to as much again: claims stay chunk-sized. */
+const MIN_DEFER_MS = 1_000;
+const deferFor = (ms: number) => Math.max(ms, MIN_DEFER_MS) + Math.floor(Math.random() * MIN_DEFER_MS);
+
 export function createSmtpTransport(
-  urls: readonly string[],
-  options: { poolSize: number; timeoutMs: number; connection?: SmtpConnectionSettings },
+  servers: readonly (string | SmtpServerSpec)[],
+  options: TransportOptions,
 ): Transport {
-  if (urls.length === 0) throw new Error("at least one SMTP URL is needed");
-  const servers = urls.map((url) => {
-    const spec = parseSmtpServerUrl(url);
-    const transport = nodemailer.createTransport({
-      pool: true,
-      ...smtpConnectionOptions(spec, options.connection),
-      maxConnections: options.poolSize,
-      maxMessages: Infinity,
-      connectionTimeout: options.timeoutMs,
-      greetingTimeout: options.timeoutMs,
-      socketTimeout: options.timeoutMs,
-    } as SMTPPool.Options);
-    return { name: spec.name, transport };
+  if (servers.length === 0) throw new Error("at least one SMTP URL is needed");
+  const settings: PaceSettings = { ...DEFAULT_PACE, ...options.pace };
+  const emit: SmtpEventSink = options.onEvent ?? (() => undefined);
+  const counters = options.counters ?? createRateCounters({ kind: "memory" });
+  // The adaptive rates are this process's own: counted here, whatever the shared store is.
+  const local = createRateCounters({ kind: "memory" });
+  const lookup = groupLookup(options.groups ?? []);
+  const groupSlots = new GroupSlots();
+  const maxWaitMs = options.maxWaitMs ?? 2_000;
+
+  const pool = servers.map((server) => {
+    const spec = typeof server === "string" ? parseSmtpServerUrl(server) : server;
+    const connections = Math.min(options.poolSize, spec.connections ?? options.poolSize);
+    return {
+      spec,
+      pace: new ServerPace(spec.name, connections, spec.rate, settings, emit),
+      transport: nodemailer.createTransport(
+        nodemailerOptions(spec, connections, options.timeoutMs, options.connection),
+      ),
+    };
   });
-  let next = 0;
+  type Server = (typeof pool)[number];
+
+  function pick(candidates: Server[]): Server {
+    const free = candidates.filter((s) => s.pace.hasFreeConnection);
+    const from = free.length > 0 ? free : candidates;
+    let ticket = Math.random() * from.reduce((sum, s) => sum + s.spec.weight, 0);
+    for (const server of from) {
+      ticket -= server.spec.weight;
+      if (ticket < 0) return server;
+    }
+    return from[from.length - 1]!;
+  }
+
+  /**
+   * Waits for every limit of this message; 0 once all let it through, else the wait that would
+   * pass the deadline. A server's own limits may be waited for longer than a group's: every
+   * message to that server waits for them anyway, so deferring it frees nothing.
+   */
+  async function limits(server: Server, group: DomainGroup, deadline: number): Promise<number> {
+    const serverDeadline = deadline + SERVER_LIMIT_EXTRA_WAIT_MS;
+    const gates: [RateCounters, string, number | undefined, number][] = [
+      [local, `adaptive:${server.spec.name}`, server.pace.adaptiveRate, serverDeadline],
+      [counters, `server:${server.spec.name}`, server.spec.rate, serverDeadline],
+      [counters, `group:${group.name}`, group.rate, deadline],
+    ];
+    for (const [store, key, rate, until] of gates) {
+      if (rate === undefined) continue;
+      const wait = await store.admit(key, rate, until);
+      if (wait > 0) return wait;
+    }
+    return 0;
+  }
+
+  function deferred(
+    server: string,
+    error: string,
+    retryAfterMs: number,
+    code: number | null = null,
+  ): SendResult {
+    return { ok: false, kind: "deferred", code, error, server, retryAfterMs: deferFor(retryAfterMs) };
+  }
+
+  async function send(message: OutgoingMessage): Promise<SendResult> {
+    const group = lookup(recipientDomain(message.to.address));
+    const deadline = Date.now() + maxWaitMs;
+    const tried = new Set<Server>();
+    let last: { server: string; error: string; code: number | null } | undefined;
+    for (;;) {
+      const now = Date.now();
+      for (const server of pool) server.pace.refresh(now);
+      const candidates = pool.filter((s) => s.pace.usable && !tried.has(s));
+      if (candidates.length === 0) {
+        const waits = pool.filter((s) => s.pace.until).map((s) => s.pace.until!.getTime() - now);
+        const retry = waits.length > 0 ? Math.min(...waits) : MIN_DEFER_MS;
+        if (last)
+          return deferred(
+            last.server,
+            `${last.error} (not tried elsewhere: no other server is in)`,
+            retry,
+            last.code,
+          );
+        const states = pool.map((s) => `${s.spec.name} ${s.pace.state}`).join(", ");
+        return deferred(pool[0]!.spec.name, `no SMTP server is in (${states})`, retry);
+      }
+      const server = pick(candidates);
+      const name = server.spec.name;
+      if (!(await groupSlots.acquire(group, deadline))) {
+        server.pace.held();
+        return deferred(
+          name,
+          `waiting for a connection to ${group.name} (its limit is ${group.connections})`,
+          0,
+        );
+      }
+      try {
+        if (!(await server.pace.acquire(deadline))) {
+          if (!server.pace.usable) {
+            tried.add(server);
+            continue;
+          }
+          server.pace.held();
+          return deferred(name, "waiting for a free connection", 0);
+        }
+        try {
+          let wait: number;
+          try {
+            wait = await limits(server, group, deadline);
+          } catch (error) {
+            // The counters' store cannot be reached: never send past a limit; wait.
+            server.pace.held();
+            return deferred(name, `rate counters unavailable: ${(error as Error).message}`, 0);
+          }
+          if (wait > 0) {
+            server.pace.held();
+            return deferred(name, `held by a rate limit (${name} or ${group.name})`, wait);
+          }
+          const info = (await server.transport.sendMail(toNodemailerMessage(message))) as {
+            response?: string;
+          };
+          server.pace.accepted();
+          return { ok: true, response: info.response ?? "250", server: name };
+        } catch (error) {
+          const smtpError = error as SmtpError;
+          const text = describe(smtpError);
+          const verdict = classifySmtpError(smtpError);
+          if (verdict.stage === "connection") {
+            // Nothing was handed over: another server may take it now.
+            if (verdict.unreachable) server.pace.unreachable(text);
+            else server.pace.refusedConnection(text);
+            tried.add(server);
+            last = { server: name, error: text, code: verdict.code };
+            continue;
+          }
+          if (verdict.kind === "permanent") server.pace.rejected();
+          else if (verdict.kind === "temporary") server.pace.temporary(verdict.code, text);
+          return { ok: false, kind: verdict.kind, code: verdict.code, error: text, server: name };
+        } finally {
+          server.pace.release();
+        }
+      } finally {
+        groupSlots.release(group);
+      }
+    }
+  }
+
+  // A server whose cool-down ended is probed even when no message comes (a connection and
+  // EHLO, no transaction), so it is back in, and shown so, as soon as it answers.
+  const probing = new Set<Server>();
+  const prober = setInterval(() => {
+    const now = Date.now();
+    for (const server of pool) {
+      server.pace.refresh(now);
+      if (server.pace.state !== "probing" || server.pace.inFlight > 0 || probing.has(server)) continue;
+      probing.add(server);
+      server.transport
+        .verify()
+        .then(
+          () => server.pace.reachable(),
+          (error: Error) => server.pace.unreachable(`probe: ${error.message}`),
+        )
+        .finally(() => probing.delete(server));
+    }
+  }, 1_000);
+  prober.unref();
 
   return {
-    capacity: options.poolSize * servers.length,
-    async send(message) {
-      const server = servers[next++ % servers.length]!;
-      try {
-        const info = (await server.transport.sendMail(toNodemailerMessage(message))) as {
-          response?: string;
-        };
-        return { ok: true, response: info.response ?? "250", server: server.name };
-      } catch (error) {
-        const smtpError = error as SmtpError;
-        return {
-          ok: false,
-          ...classifySmtpError(smtpError),
-          error: describe(smtpError),
-          server: server.name,
-        };
-      }
-    },
+    capacity: pool.reduce((sum, s) => sum + s.pace.maxConnections, 0),
+    send,
     async verify() {
-      for (const server of servers) {
+      for (const server of pool) {
         try {
           await server.transport.verify();
         } catch (error) {
-          throw new Error(`SMTP server ${server.name} does not answer: ${(error as Error).message}`, {
+          throw new Error(`SMTP server ${server.spec.name} does not answer: ${(error as Error).message}`, {
             cause: error,
           });
         }
       }
     },
+    figures() {
+      const now = Date.now();
+      return pool.map((s) => {
+        s.pace.refresh(now);
+        return s.pace.figures(now);
+      });
+    },
+    allSuspended() {
+      const now = Date.now();
+      for (const s of pool) s.pace.refresh(now);
+      if (!pool.every((s) => s.pace.state === "suspended")) return undefined;
+      const first = pool.reduce((a, b) => (a.pace.until!.getTime() <= b.pace.until!.getTime() ? a : b));
+      return { until: first.pace.until!, reply: first.pace.lastReply };
+    },
     close() {
-      for (const server of servers) server.transport.close();
+      clearInterval(prober);
+      for (const server of pool) server.transport.close();
     },
   };
 }

@@ -881,7 +881,7 @@ describe("the HTTP API", () => {
       expect(health.statusCode).toBe(200);
       const ready = await app.inject({ method: "GET", url: "/readyz" });
       expect(ready.statusCode).toBe(200);
-      expect(ready.json()).toEqual({ status: "ready", database: "up", broker: "up" });
+      expect(ready.json()).toEqual({ status: "ready", database: "up", broker: "up", smtp: "unknown" });
     });
 
     it("answers /readyz with 503 naming the dependency that is down", async () => {
@@ -897,7 +897,12 @@ describe("the HTTP API", () => {
       try {
         const ready = await down.inject({ method: "GET", url: "/readyz" });
         expect(ready.statusCode).toBe(503);
-        expect(ready.json()).toEqual({ status: "unavailable", database: "up", broker: "down" });
+        expect(ready.json()).toEqual({
+          status: "unavailable",
+          database: "up",
+          broker: "down",
+          smtp: "unknown",
+        });
       } finally {
         await down.close();
       }

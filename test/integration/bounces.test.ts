@@ -57,6 +57,7 @@ describe("bounces and complaints", () => {
         transport,
         workerId: "bounce-test",
         maxAttempts: 2,
+        retryMaxAgeMs: 24 * 3600_000,
         retryBaseMs: 20,
         leaseMs: 30_000,
         message: settings,

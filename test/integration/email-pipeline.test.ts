@@ -64,6 +64,7 @@ describe.each(BACKENDS)("the email pipeline on %s", (backendName) => {
         workerId: "test",
         maxAttempts: options.maxAttempts ?? 3,
         retryBaseMs: 20,
+        retryMaxAgeMs: 3600_000,
         leaseMs: options.leaseMs ?? 30_000,
         message: { tokens: createTokens("an email-pipeline test secret") },
         logger: quiet,

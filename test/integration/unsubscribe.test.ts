@@ -48,6 +48,7 @@ describe("one-click unsubscribe and the suppression list", () => {
         transport,
         workerId: "unsubscribe-test",
         maxAttempts: 2,
+        retryMaxAgeMs: 24 * 3600_000,
         retryBaseMs: 20,
         leaseMs: 30_000,
         message: settings,

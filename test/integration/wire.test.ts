@@ -68,6 +68,7 @@ describe("the message on the wire", () => {
         transport,
         workerId: "wire-test",
         maxAttempts,
+        retryMaxAgeMs: 24 * 3600_000,
         retryBaseMs: 20,
         leaseMs: 30_000,
         message: { tokens },

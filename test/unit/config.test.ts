@@ -1,6 +1,7 @@
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ConfigError, loadConfig, secretsInEnv, topologyOf } from "../../src/config.js";
+import { parseDomainLimits } from "../../src/mail/rate-limits.js";
 import { createRedactor } from "../../src/redact.js";
 
 /** The problems loadConfig reports for `env`; fails the test if it accepted the settings. */
@@ -42,8 +43,13 @@ describe("loadConfig", () => {
       concurrency: 20,
       queues: undefined,
       batchSize: 50,
-      maxAttempts: 5,
+      maxAttempts: undefined,
       retryBaseMs: 10_000,
+      retryMaxAgeMs: 24 * 3600_000,
+      domainGroups: parseDomainLimits(undefined),
+      errorBudget: { share: 0.1, window: 200, minimum: 50 },
+      smtpSuspendPattern: /^421[ -]4\.7\.28/,
+      smtpSuspendMs: 600_000,
       leaseMs: 120_000,
       jobLockMs: 30_000,
       smtpPoolSize: 10,
@@ -85,6 +91,8 @@ describe("loadConfig", () => {
       LOVAGE_BATCH_SIZE: "100",
       LOVAGE_MAX_ATTEMPTS: "3",
       LOVAGE_RETRY_BASE_MS: "0",
+      LOVAGE_RETRY_MAX_AGE: "90m",
+      LOVAGE_ERROR_BUDGET: "5%/100/20",
       LOVAGE_LEASE_MS: "60000",
       LOVAGE_JOB_LOCK_MS: "5000",
       LOVAGE_SMTP_POOL_SIZE: "2",
@@ -108,6 +116,8 @@ describe("loadConfig", () => {
       batchSize: 100,
       maxAttempts: 3,
       retryBaseMs: 0,
+      retryMaxAgeMs: 90 * 60_000,
+      errorBudget: { share: 0.05, window: 100, minimum: 20 },
       leaseMs: 60_000,
       jobLockMs: 5_000,
       smtpPoolSize: 2,
@@ -136,7 +146,12 @@ describe("loadConfig", () => {
     ["LOVAGE_CATCHER_PORT", "-1", /expected a whole number from 0 to 65535/],
     ["LOVAGE_CONCURRENCY", "0", /expected a whole number from 1 to 1000/],
     ["LOVAGE_BATCH_SIZE", "1.5", /expected a whole number from 1 to 10000/],
-    ["LOVAGE_MAX_ATTEMPTS", "101", /expected a whole number from 1 to 100/],
+    ["LOVAGE_MAX_ATTEMPTS", "1001", /expected a whole number from 1 to 1000/],
+    ["LOVAGE_RETRY_MAX_AGE", "24", /expected a duration from 1m to 30d with a unit/],
+    ["LOVAGE_RETRY_MAX_AGE", "31d", /expected a duration from 1m to 30d/],
+    ["LOVAGE_DOMAIN_LIMITS", "google:fast", /"fast" is not a limit/],
+    ["LOVAGE_ERROR_BUDGET", "10/200/50", /expected share%\/window\/minimum/],
+    ["LOVAGE_SMTP_SUSPEND_PATTERN", "(unclosed", /not a regular expression/],
     ["LOVAGE_RETRY_BASE_MS", "-5", /expected a whole number from 0 to/],
     ["LOVAGE_LEASE_MS", "999", /expected a whole number from 1000 to/],
     ["LOVAGE_JOB_LOCK_MS", "500", /expected a whole number from 1000 to/],

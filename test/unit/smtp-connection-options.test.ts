@@ -50,26 +50,27 @@ describe("ehloNameOf", () => {
 });
 
 describe("classifySmtpError before MAIL FROM", () => {
-  it("takes a STARTTLS refusal, a bad certificate or a bad greeting as temporary, whatever the code", () => {
+  it("takes a STARTTLS refusal or a bad certificate as a temporary failure, and a bad greeting as a refused connection", () => {
     const tls = Object.assign(new Error("Error upgrading connection with STARTTLS: 500 unknown"), {
       code: "ETLS",
       command: "STARTTLS",
       responseCode: 500,
     });
-    expect(classifySmtpError(tls)).toEqual({ kind: "temporary", code: 500 });
+    expect(classifySmtpError(tls)).toEqual({ stage: "transaction", kind: "temporary", code: 500 });
     const cert = Object.assign(new Error("self-signed certificate"), {
       code: "ESOCKET",
       originalCode: "DEPTH_ZERO_SELF_SIGNED_CERT",
       command: "CONN",
     });
-    expect(classifySmtpError(cert).kind).toBe("temporary");
+    expect(classifySmtpError(cert)).toMatchObject({ stage: "transaction", kind: "temporary" });
     const greeting = Object.assign(new Error("Invalid greeting. response=554 go away"), {
       code: "EPROTOCOL",
       command: "CONN",
       responseCode: 554,
     });
-    expect(classifySmtpError(greeting).kind).toBe("temporary");
+    // No transaction began: the pace takes the server out for a while; no attempt is spent.
+    expect(classifySmtpError(greeting)).toMatchObject({ stage: "connection", unreachable: true });
     const rcpt = Object.assign(new Error("no such user"), { command: "RCPT TO", responseCode: 550 });
-    expect(classifySmtpError(rcpt).kind).toBe("permanent");
+    expect(classifySmtpError(rcpt)).toMatchObject({ stage: "transaction", kind: "permanent" });
   });
 });

@@ -7,7 +7,13 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { getCampaign, listCampaigns } from "../../db/campaigns.js";
-import { ALL_RECIPIENT_STATUSES, listRecipients, type RecipientStatus } from "../../db/recipients.js";
+import {
+  ALL_RECIPIENT_STATUSES,
+  getRecipient,
+  listAttempts,
+  listRecipients,
+  type RecipientStatus,
+} from "../../db/recipients.js";
 import {
   cancelCampaign,
   pauseCampaign,
@@ -29,7 +35,8 @@ import { parseJsonRecipients, parseUpload, type ParseItem } from "../../mail/rec
 import type { AppDeps } from "../app.js";
 import { ApiError, notFound, tooLarge } from "../errors.js";
 import { MAX_ID, findUnstorable, idParams, noBody, noQuery, unstorableError } from "../input.js";
-import { presentCampaigns, presentRecipient } from "../present.js";
+import { listSmtpEvents } from "../../db/smtp.js";
+import { presentAttempt, presentCampaigns, presentRecipient, presentSmtpEvent } from "../present.js";
 
 const optionalText = { type: ["string", "null"] } as const;
 
@@ -378,7 +385,18 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
         querystring: noQuery,
       },
     },
-    async (request) => campaignView(request.params.id),
+    async (request) => {
+      const view = await campaignView(request.params.id);
+      // The pace events while it was sending: servers taken out, rates lowered, suspensions.
+      const events = view.startedAt
+        ? await listSmtpEvents(db, {
+            from: new Date(view.startedAt),
+            to: view.completedAt ? new Date(view.completedAt) : null,
+            limit: 100,
+          })
+        : [];
+      return { ...view, smtpEvents: events.map(presentSmtpEvent) };
+    },
   );
 
   const recipientQuery = {
@@ -422,6 +440,33 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
     async (request) => {
       if (!(await getCampaign(db, request.params.id))) throw notFound(`campaign ${request.params.id}`);
       return page(request.params.id, request.query);
+    },
+  );
+
+  app.get<{ Params: { id: number; rid: number } }>(
+    "/api/campaigns/:id/recipients/:rid",
+    {
+      config: { access: "signed-in" },
+      schema: {
+        summary: "One recipient of a campaign, with every SMTP attempt made for it",
+        tags,
+        params: {
+          type: "object",
+          required: ["id", "rid"],
+          additionalProperties: false,
+          properties: {
+            id: { type: "integer", minimum: 1, maximum: MAX_ID },
+            rid: { type: "integer", minimum: 1, maximum: MAX_ID },
+          },
+        },
+        querystring: noQuery,
+      },
+    },
+    async (request) => {
+      const { id, rid } = request.params;
+      const row = await getRecipient(db, id, rid);
+      if (!row) throw notFound(`recipient ${rid} of campaign ${id}`);
+      return { ...presentRecipient(row), attemptsLog: (await listAttempts(db, rid)).map(presentAttempt) };
     },
   );
 

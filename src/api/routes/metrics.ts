@@ -17,12 +17,14 @@ import {
   rollUpEmails,
 } from "../../db/figures.js";
 import { countsByStatus } from "../../db/recipients.js";
+import { countSmtpEvents } from "../../db/smtp.js";
 import { liveWorkers } from "../../db/workers.js";
 import { domainGroup } from "../../monitor/domain-groups.js";
 import { createQueueAdmin } from "../../queue/queues.js";
 import type { AppDeps } from "../app.js";
 import { ApiError } from "../errors.js";
 import { noQuery } from "../input.js";
+import { smtpServers } from "../present.js";
 import { DEFAULT_WORKER_TIMEOUT_MS, knownQueues } from "./queues.js";
 
 /** An attempt's outcome as the email status a dashboard counts. */
@@ -113,6 +115,54 @@ export async function metricsRoutes(app: FastifyInstance, deps: AppDeps): Promis
     registers: [registry],
     async collect() {
       this.set((await liveWorkers(deps.db, deps.workerTimeoutMs ?? DEFAULT_WORKER_TIMEOUT_MS)).length);
+    },
+  });
+
+  const serverGauge = (
+    name: string,
+    help: string,
+    value: (s: Awaited<ReturnType<typeof smtpServers>>[number]) => number,
+  ) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ["server"],
+      registers: [registry],
+      async collect() {
+        const servers = await smtpServers(deps.db, deps.workerTimeoutMs ?? DEFAULT_WORKER_TIMEOUT_MS);
+        this.reset();
+        for (const server of servers) this.set({ server: server.name }, value(server));
+      },
+    });
+  serverGauge(
+    "lovage_smtp_server_up",
+    "1 when the SMTP server is in (any worker can use it), 0 when out or suspended",
+    (s) => (s.state === "in" || s.state === "probing" ? 1 : 0),
+  );
+  serverGauge(
+    "lovage_smtp_server_rate",
+    "Messages per second the SMTP server accepted, over the last 10 s, all workers",
+    (s) => s.rate,
+  );
+  serverGauge(
+    "lovage_smtp_server_sent",
+    "Messages the SMTP server accepted since the workers started",
+    (s) => s.sent,
+  );
+  serverGauge(
+    "lovage_smtp_server_deferred",
+    "Messages answered 4xx or not tried on the SMTP server",
+    (s) => s.deferred,
+  );
+  new Gauge({
+    name: "lovage_smtp_events",
+    help: "Pace events (out, in, slower, faster, suspended, resumed, connections) by server, last 7 days",
+    labelNames: ["server", "kind"],
+    registers: [registry],
+    async collect() {
+      const rows = await countSmtpEvents(deps.db);
+      this.reset();
+      for (const row of rows) this.set({ server: row.name, kind: row.kind }, row.n);
     },
   });
 

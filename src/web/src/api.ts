@@ -44,6 +44,19 @@ export interface Campaign {
   counts: Record<RecipientStatus, number>;
   ratePerMinute: number;
   etaSeconds: number | null;
+  /** Only in GET /api/campaigns/:id: the pace events while it was sending. */
+  smtpEvents?: SmtpEvent[];
+}
+
+/** A server taken out or back, a rate lowered or raised, a suspension (docs/pace.md). */
+export interface SmtpEvent {
+  at: string;
+  name: string;
+  kind: string;
+  reply: string | null;
+  rate: number | null;
+  connections: number | null;
+  until: string | null;
 }
 
 export interface Rejected {
@@ -78,6 +91,43 @@ export interface Recipient {
   queuedAt: string | null;
   lastAttemptAt: string | null;
   sentAt: string | null;
+}
+
+/** One SMTP server as the live workers see it (GET /api/smtp). */
+export interface SmtpServer {
+  name: string;
+  state: string;
+  until: string | null;
+  sent: number;
+  failed: number;
+  deferred: number;
+  rate: number;
+  connections: number;
+}
+
+export async function getSmtpServers(): Promise<SmtpServer[]> {
+  return (await json<{ servers: SmtpServer[] }>("GET", "/api/smtp")).servers;
+}
+
+export interface Attempt {
+  attempt: number;
+  outcome: string;
+  smtpCode: number | null;
+  response: string | null;
+  error: string | null;
+  worker: string | null;
+  startedAt: string;
+  finishedAt: string;
+}
+
+/** One recipient with every SMTP transaction tried for it. */
+export async function getRecipientAttempts(
+  campaignId: number,
+  recipientId: number | string,
+): Promise<Attempt[]> {
+  return (
+    await json<{ attemptsLog: Attempt[] }>("GET", `/api/campaigns/${campaignId}/recipients/${recipientId}`)
+  ).attemptsLog;
 }
 
 export interface RecipientPage {

@@ -8,11 +8,17 @@ import {
   campaignAction,
   type CreateCampaignResult,
   downloadRecipientsCsv,
+  getCampaign,
+  getRecipientAttempts,
+  getSmtpServers,
+  type SmtpServer,
+  type Attempt,
   listRecipients,
   RECIPIENT_STATUSES,
   type Recipient,
   type RecipientStatus,
   retryCampaign,
+  type SmtpEvent,
 } from "./api";
 import { formatDuration, formatNumber, formatRate, formatTime } from "./format";
 import { useCampaign } from "./live-campaigns";
@@ -68,8 +74,126 @@ export function CampaignDetailView({ id, importResult, onDismissImport }: Props)
       <ErrorBox message={live.error} />
       {importResult && <ImportReport result={importResult} onDismiss={onDismissImport} />}
       <Stats campaign={campaign} />
+      <PaceEvents campaign={campaign} />
       <EmailLog campaign={campaign} />
     </section>
+  );
+}
+
+/** The attempts count; a click shows the recipient's attempts log (each SMTP transaction tried). */
+function AttemptsCell({ campaignId, recipient }: { campaignId: number; recipient: Recipient }) {
+  const [log, setLog] = useState<Attempt[] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  if (recipient.attempts === 0) return <>0</>;
+  const toggle = () => {
+    if (log) return setLog(null);
+    getRecipientAttempts(campaignId, recipient.id).then(setLog, (err: Error) => setError(err.message));
+  };
+  return (
+    <>
+      <button className="btn btn-link" onClick={toggle} data-testid="recipient-attempts">
+        {recipient.attempts}
+      </button>
+      {error && <div className="text-bad">{error}</div>}
+      {log && (
+        <ol className="attempts-log" data-testid="attempts-log">
+          {log.map((a) => (
+            <li key={a.attempt}>
+              #{a.attempt} {formatTime(a.startedAt)} {a.outcome}
+              {a.smtpCode !== null ? ` ${a.smtpCode}` : ""} {a.error ?? a.response ?? ""}
+            </li>
+          ))}
+        </ol>
+      )}
+    </>
+  );
+}
+
+/** Servers taken out or back, rates lowered, suspensions while it sent; re-read every 5 s while it moves. */
+function PaceEvents({ campaign }: { campaign: Campaign }) {
+  const [events, setEvents] = useState<SmtpEvent[]>([]);
+  const [servers, setServers] = useState<SmtpServer[]>([]);
+  const moving = campaign.status === "sending" || campaign.status === "paused";
+  useEffect(() => {
+    let stopped = false;
+    const read = () =>
+      Promise.all([getCampaign(campaign.id), moving ? getSmtpServers() : Promise.resolve([])]).then(
+        ([full, now]) => {
+          if (stopped) return;
+          setEvents(full.smtpEvents ?? []);
+          setServers(now);
+        },
+        () => undefined,
+      );
+    void read();
+    const timer = moving ? setInterval(() => void read(), 5000) : undefined;
+    return () => {
+      stopped = true;
+      clearInterval(timer);
+    };
+  }, [campaign.id, moving]);
+  if (events.length === 0 && servers.length === 0) return null;
+  return (
+    <div className="card" data-testid="pace-events">
+      <h2>SMTP pace</h2>
+      {servers.length > 0 && (
+        <table className="table" data-testid="smtp-servers">
+          <thead>
+            <tr>
+              <th>Server</th>
+              <th>State</th>
+              <th className="num">Sent</th>
+              <th className="num">Failed</th>
+              <th className="num">Deferred</th>
+              <th className="num">Rate</th>
+              <th className="num">Connections</th>
+            </tr>
+          </thead>
+          <tbody>
+            {servers.map((server) => (
+              <tr key={server.name}>
+                <td>{server.name}</td>
+                <td>
+                  {server.state}
+                  {server.until ? ` until ${formatTime(server.until)}` : ""}
+                </td>
+                <td className="num">{formatNumber(server.sent)}</td>
+                <td className="num">{formatNumber(server.failed)}</td>
+                <td className="num">{formatNumber(server.deferred)}</td>
+                <td className="num">{server.rate}/s</td>
+                <td className="num">{server.connections}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {events.length > 0 && (
+        <table className="table">
+          <thead>
+            <tr>
+              <th>When</th>
+              <th>Server</th>
+              <th>Event</th>
+              <th>Rate</th>
+              <th>Until</th>
+              <th>Reply</th>
+            </tr>
+          </thead>
+          <tbody>
+            {events.map((e, i) => (
+              <tr key={i}>
+                <td>{formatTime(e.at)}</td>
+                <td>{e.name}</td>
+                <td>{e.kind}</td>
+                <td>{e.rate === null ? "" : `${e.rate}/s`}</td>
+                <td>{e.until ? formatTime(e.until) : ""}</td>
+                <td className="muted">{e.reply ?? ""}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </div>
   );
 }
 
@@ -433,7 +557,9 @@ function EmailLog({ campaign }: { campaign: Campaign }) {
                 <td>
                   <StatusBadge status={r.status} testId="recipient-status" />
                 </td>
-                <td className="num">{r.attempts}</td>
+                <td className="num">
+                  <AttemptsCell campaignId={campaign.id} recipient={r} />
+                </td>
                 <td className="nowrap">{formatTime(r.lastAttemptAt)}</td>
                 <td className="nowrap">{formatTime(r.sentAt)}</td>
                 <td className={r.lastError ? "response text-bad" : "response"}>

@@ -1,0 +1,236 @@
+/**
+ * The pace with real Lovage processes and real SMTP servers: Debian's Postfix with its anvil
+ * limits (a relay nobody here wrote), a relay stopped for three minutes, and two workers
+ * sharing one server's rate limit through Redis. Default settings unless a test says why.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { startCluster, type Cluster } from "../helpers/cluster.js";
+import { createTestDatabase } from "../helpers/backends.js";
+import { api, startLovage, waitFor, type LovageProcess } from "../helpers/lovage-process.js";
+import { postfixUnavailable, startPostfix, type PostfixServer } from "../helpers/postfix.js";
+import { freePort, startRedisServer, type RedisServer } from "../helpers/services.js";
+import { startTestSmtpServer, type TestSmtpServer } from "../helpers/smtp-server.js";
+
+interface CampaignView {
+  id: number;
+  status: string;
+  statusReason: string | null;
+  counts: Record<string, number>;
+  smtpEvents?: { kind: string; name: string; reply: string | null }[];
+}
+
+async function send(lovage: LovageProcess, recipients: string[]): Promise<number> {
+  const { status, body } = await api<{ campaign: { id: number }; accepted: number }>(
+    lovage,
+    "POST",
+    "/api/campaigns",
+    { subject: "Pace {{email}}", text: "Hello", recipients },
+  );
+  expect(status).toBe(202);
+  expect(body.accepted).toBe(recipients.length);
+  return body.campaign.id;
+}
+
+const view = async (lovage: LovageProcess, id: number) =>
+  (await api<CampaignView>(lovage, "GET", `/api/campaigns/${id}`)).body;
+
+async function completed(lovage: LovageProcess, id: number, timeoutMs: number) {
+  return waitFor(
+    async () => {
+      const v = await view(lovage, id);
+      return v.status === "completed" ? v : undefined;
+    },
+    { timeoutMs, intervalMs: 500, message: `campaign ${id} completed` },
+  );
+}
+
+/** Every recipient's attempts, from the CSV export. */
+async function attemptsOf(lovage: LovageProcess, id: number): Promise<Map<string, number>> {
+  const response = await fetch(`${lovage.url}/api/campaigns/${id}/recipients.csv`, {
+    headers: { authorization: `Bearer ${lovage.token}` },
+  });
+  const lines = (await response.text()).trim().split("\n").slice(1);
+  return new Map(lines.map((line) => [line.split(",")[2]!, Number(line.split(",")[5])]));
+}
+
+function maxInAnyWindow(times: number[], windowMs = 1000): number {
+  const sorted = [...times].sort((a, b) => a - b);
+  let most = 0;
+  for (let i = 0, j = 0; i < sorted.length; i++) {
+    while (sorted[i]! - sorted[j]! >= windowMs) j++;
+    most = Math.max(most, i - j + 1);
+  }
+  return most;
+}
+
+const list = (tag: string, n: number, domain: string) =>
+  Array.from({ length: n }, (_, i) => `${tag}-${i}@${domain}`);
+
+describe("the pace against real relays", () => {
+  let lovage: LovageProcess | undefined;
+  afterEach(async () => {
+    await lovage?.dispose();
+    lovage = undefined;
+  });
+
+  const unavailable = postfixUnavailable();
+  describe.skipIf(unavailable !== undefined)(
+    `Debian's Postfix with anvil limits${unavailable ? ` (skipped: ${unavailable})` : ""}`,
+    () => {
+      let postfix: PostfixServer;
+      beforeAll(async () => {
+        postfix = await startPostfix({
+          smtpd_client_connection_count_limit: "3",
+          smtpd_client_connection_rate_limit: "0",
+          smtpd_client_message_rate_limit: "100",
+          anvil_rate_time_unit: "5s",
+          // Empty, so 127.0.0.1 (in mynetworks) is not exempt from the limits.
+          smtpd_client_event_limit_exceptions: "",
+        });
+      });
+      afterAll(async () => {
+        await postfix?.stop();
+      });
+
+      it("sends 1,500 recipients through 3 connections and 100 messages per 5 s: none lost or doubled, at most 1.5 transactions each", async () => {
+        lovage = await startLovage({ env: { LOVAGE_SMTP_URL: postfix.url } });
+        const recipients = list("pf", 1500, "example.test");
+        const id = await send(lovage, recipients);
+        const done = await completed(lovage, id, 400_000);
+        expect(done.counts).toMatchObject({ sent: 1500, failed: 0, unknown: 0 });
+        // Postfix's own mailbox: each address exactly once.
+        await waitFor(() => [...postfix.deliveries().values()].reduce((a, b) => a + b, 0) >= 1500, {
+          timeoutMs: 60_000,
+          message: "1500 in the mailbox",
+        });
+        const delivered = postfix.deliveries();
+        expect(recipients.filter((r) => delivered.get(r) !== 1)).toEqual([]);
+        expect(delivered.size).toBe(1500);
+        const attempts = [...(await attemptsOf(lovage, id)).values()].reduce((a, b) => a + b, 0);
+        // Postfix logs its refusals ("421 … too many connections", "450 … too much mail") so:
+        const refusedConnections = postfix.logLines(/Connection concurrency limit exceeded/).length;
+        const tooMuchMail = postfix.logLines(/Message delivery request rate limit exceeded/).length;
+        console.log(
+          `postfix: ${refusedConnections} connections refused, ${tooMuchMail} "too much mail"; lovage: ${attempts} transactions for 1500 (${(attempts / 1500).toFixed(2)} each)`,
+        );
+        expect(attempts / 1500).toBeLessThanOrEqual(1.5);
+        expect(done.smtpEvents?.map((e) => e.kind)).toContain("slower");
+      }, 420_000);
+    },
+  );
+
+  it("keeps every recipient waiting while the only relay is down for 3 minutes, then sends them all", async () => {
+    const port = await freePort();
+    let relay: TestSmtpServer = await startTestSmtpServer({ port, keepBodies: false });
+    const first = relay;
+    lovage = await startLovage({ env: { LOVAGE_SMTP_URL: relay.url } });
+    const recipients = list(`down${Date.now().toString(36)}`, 3000, "example.com");
+    const id = await send(lovage, recipients);
+    await waitFor(async () => (await view(lovage!, id)).counts.sent! >= 300, {
+      timeoutMs: 60_000,
+      message: "300 sent",
+    });
+    await relay.close();
+    const downUntil = Date.now() + 180_000;
+    let sawDown = false;
+    while (Date.now() < downUntil) {
+      const v = await view(lovage, id);
+      expect(v.counts.failed).toBe(0);
+      expect(v.status).toBe("sending");
+      const ready = await fetch(`${lovage.url}/readyz`);
+      sawDown ||= ((await ready.json()) as { smtp: string }).smtp === "down";
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+    }
+    expect(sawDown).toBe(true);
+    relay = await startTestSmtpServer({ port, keepBodies: false });
+    try {
+      const done = await completed(lovage, id, 180_000);
+      expect(done.counts).toMatchObject({ failed: 0 });
+      // What the relay was doing when it stopped may be unknown (it may have been delivered).
+      expect(done.counts.unknown).toBeLessThanOrEqual(10);
+      expect(done.counts.sent! + done.counts.unknown!).toBe(3000);
+      const twice = recipients.filter((r) => first.deliveries(r) + relay.deliveries(r) > 1);
+      expect(twice).toEqual([]);
+    } finally {
+      await relay.close();
+    }
+  }, 480_000);
+
+  it("keeps the embedded topology (counters in PGlite) under a server's rate", async () => {
+    const times: number[] = [];
+    const smtp = await startTestSmtpServer({
+      keepBodies: false,
+      script: () => {
+        times.push(Date.now());
+        return "accept";
+      },
+    });
+    try {
+      lovage = await startLovage({ env: { LOVAGE_SMTP_URL: `${smtp.url}?rate=20&name=limited` } });
+      const id = await send(lovage, list("emb", 200, "example.com"));
+      const done = await completed(lovage, id, 60_000);
+      expect(done.counts).toMatchObject({ sent: 200, failed: 0 });
+      // The bound at the counters is 20; what the server sees adds the jitter of connections
+      // being opened (the two-worker test below holds the issue's own bound).
+      expect(maxInAnyWindow(times)).toBeLessThanOrEqual(24);
+      expect((Math.max(...times) - Math.min(...times)) / 1000).toBeGreaterThanOrEqual(8);
+      const servers = await waitFor(async () => {
+        const body = (await api<{ servers: { name: string; sent: number }[] }>(lovage!, "GET", "/api/smtp"))
+          .body;
+        return body.servers.find((s) => s.name === "limited" && s.sent >= 200) ? body.servers : undefined;
+      });
+      expect(servers[0]).toMatchObject({ name: "limited", state: "in" });
+    } finally {
+      await smtp.close();
+    }
+  }, 120_000);
+
+  describe("two workers sharing a server's limit of 50 messages per second through Redis", () => {
+    let redis: RedisServer;
+    let database: Awaited<ReturnType<typeof createTestDatabase>>;
+    let cluster: Cluster | undefined;
+    beforeAll(async () => {
+      [redis, database] = await Promise.all([startRedisServer(), createTestDatabase()]);
+    });
+    afterAll(async () => {
+      await cluster?.stop();
+      await redis?.stop();
+      await database?.drop();
+    });
+
+    it("never lets the server see more than 55 in a second, and sends 1,000 in 18 to 24 s", async () => {
+      const times: number[] = [];
+      const smtp = await startTestSmtpServer({
+        keepBodies: false,
+        script: () => {
+          times.push(Date.now());
+          return "accept";
+        },
+      });
+      try {
+        cluster = await startCluster({
+          env: {
+            LOVAGE_DATABASE_URL: database.url,
+            LOVAGE_BROKER_URL: redis.url,
+            LOVAGE_SMTP_URL: `${smtp.url}?rate=50`,
+          },
+          workers: 2,
+        });
+        const recipients = list("rate", 1000, "example.com");
+        const id = await send(cluster.api, recipients);
+        const done = await completed(cluster.api, id, 60_000);
+        expect(done.counts).toMatchObject({ sent: 1000, failed: 0 });
+        const spanS = (Math.max(...times) - Math.min(...times)) / 1000;
+        console.log(
+          `1000 at a limit of 50/s over 2 workers: ${spanS.toFixed(1)} s, most in a second ${maxInAnyWindow(times)}`,
+        );
+        expect(maxInAnyWindow(times)).toBeLessThanOrEqual(55);
+        expect(spanS).toBeGreaterThanOrEqual(18);
+        expect(spanS).toBeLessThanOrEqual(24);
+        expect(recipients.filter((r) => smtp.deliveries(r) !== 1)).toEqual([]);
+      } finally {
+        await smtp.close();
+      }
+    }, 120_000);
+  });
+});
