@@ -82,9 +82,11 @@ describe.each(BACKENDS)("schedules on %s", (backendName) => {
     expect(new Set(runs).size).toBe(runs.length);
     const ticks = runs.map((id) => id.split(":").pop());
     expect(new Set(ticks).size).toBe(runs.length);
-    // A second chain of runs (two schedulers where there should be one) would come between ticks.
+    // A second chain of runs (two schedulers where there should be one) would come between ticks,
+    // about 1 s from its neighbours on average; a run that starts late on a busy machine brings
+    // the next one closer (1,225 ms was seen at load 16), never under half a tick.
     const gaps = ranAt.slice(1).map((at, index) => at - ranAt[index]!);
-    expect(Math.min(...gaps)).toBeGreaterThan(1500);
+    expect(Math.min(...gaps)).toBeGreaterThan(1000);
     const view = await waitFor(async () => {
       const current = await api2.get(created.id);
       return current?.lastRun?.outcome === "completed" ? current : undefined;
