@@ -237,6 +237,7 @@ export const tick = defineTask("tick", { handler: () => Date.now() });
 
   async function campaignSent(count: number) {
     const created = await api<{ campaign: CampaignView }>(cluster.api, "POST", "/api/campaigns", {
+      from: "Charts <charts@lovage.test>",
       subject: "Charts",
       text: "Hello",
       recipients: Array.from({ length: count }, (_, i) => `chart${Date.now()}-${i}@gmail.com`),

@@ -67,6 +67,7 @@ describe("the monitor on a cluster", () => {
       "bounce2@example.org",
     ];
     const created = await api<{ campaign: CampaignView }>(cluster.api, "POST", "/api/campaigns", {
+      from: "Figures <figures@lovage.test>",
       subject: "Figures",
       text: "Hello",
       recipients,

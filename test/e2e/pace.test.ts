@@ -24,7 +24,7 @@ async function send(lovage: LovageProcess, recipients: string[]): Promise<number
     lovage,
     "POST",
     "/api/campaigns",
-    { subject: "Pace {{email}}", text: "Hello", recipients },
+    { from: "Pace <pace@lovage.test>", subject: "Pace {{email}}", text: "Hello", recipients },
   );
   expect(status).toBe(202);
   expect(body.accepted).toBe(recipients.length);
