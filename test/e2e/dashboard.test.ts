@@ -155,6 +155,8 @@ describe("the dashboard", () => {
     const detail = page.getByTestId("campaign-detail");
     await detail.waitFor();
     await waitFor(() => page.getByTestId("campaign-status").textContent()).toBe("completed");
+    expect(await page.getByTestId("campaign-send-at").textContent()).toContain("sends at once");
+    expect(await page.getByTestId("campaign-priority").textContent()).toContain("priority 0");
     await waitFor(() => page.getByTestId("count-sent").textContent()).toBe("20");
     expect(await page.getByTestId("count-total").textContent()).toBe("20");
     expect(await page.getByTestId("count-failed").textContent()).toBe("0");

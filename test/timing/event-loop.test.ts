@@ -84,6 +84,7 @@ describe("the embedded event loop under full load", () => {
     const addresses = Array.from({ length: 3000 }, (_, i) => `loop-${i}@example.com`);
     const sendingAt = performance.now();
     const { body } = await api<{ campaign: CampaignView }>(started, "POST", "/api/campaigns", {
+      from: "Timing <timing@lovage.test>",
       subject: "Event loop",
       text: "Hello {{email}}",
       recipients: addresses,

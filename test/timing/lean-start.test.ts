@@ -60,6 +60,7 @@ describe("a first embedded start", () => {
 
     const addresses = Array.from({ length: 2000 }, (_, i) => `lean-${i}@example.com`);
     const { body } = await api<{ campaign: CampaignView }>(lovage, "POST", "/api/campaigns", {
+      from: "Timing <timing@lovage.test>",
       subject: "Lean",
       text: "Hello {{email}}",
       recipients: addresses,

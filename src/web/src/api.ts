@@ -36,6 +36,8 @@ export interface Campaign {
   text: string | null;
   html: string | null;
   priority: number;
+  /** When it starts sending; null: at once. */
+  sendAt: string | null;
   status: CampaignStatus;
   statusReason: string | null;
   createdAt: string;

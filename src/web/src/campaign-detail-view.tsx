@@ -61,6 +61,11 @@ export function CampaignDetailView({ id, importResult, onDismissImport }: Props)
           <div className="muted">
             From <span className="strong-ish">{campaign.from}</span> · Subject “{campaign.subject}” · created{" "}
             {formatTime(campaign.createdAt)}
+            <span data-testid="campaign-send-at">
+              {" "}
+              · sends {campaign.sendAt ? formatTime(campaign.sendAt) : "at once"}
+            </span>
+            <span data-testid="campaign-priority"> · priority {campaign.priority}</span>
             {campaign.completedAt && <> · finished {formatTime(campaign.completedAt)}</>}
           </div>
         </div>
