@@ -88,45 +88,49 @@ describe("lovage start (embedded)", () => {
     expect(smtp.duplicates()).toEqual([]);
   });
 
-  it("completes a 3,000-address campaign after a kill -9 without delivering any address twice", async () => {
-    // A remote-like server (5 ms a message) so that the kill lands mid-campaign.
-    smtp.setScript(() => ({ delayMs: 5 }));
-    const env = { LOVAGE_JOB_LOCK_MS: "3000", LOVAGE_CONCURRENCY: "8", LOVAGE_SMTP_POOL_SIZE: "6" };
-    const first = await start(env);
-    const addresses = Array.from({ length: 3000 }, (_, i) => `crash-${i}@example.com`);
-    const { body } = await api<Created>(first, "POST", "/api/campaigns", {
-      subject: "Crash test",
-      text: "Hello {{email}}",
-      recipients: addresses,
-    });
-    expect(body.accepted).toBe(3000);
-    const id = body.campaign.id;
-    await waitFor(async () => (await campaign(first, id)).counts.sent >= 600, {
-      timeoutMs: 120_000,
-      intervalMs: 100,
-      message: "600 sent before the kill",
-    });
-    await first.kill();
-    const deliveredBeforeRestart = addresses.filter((a) => smtp.deliveries(a) > 0).length;
-    expect(deliveredBeforeRestart).toBeLessThan(3000);
+  it(
+    "completes a 3,000-address campaign after a kill -9 without delivering any address twice",
+    async () => {
+      // A remote-like server (5 ms a message) so that the kill lands mid-campaign.
+      smtp.setScript(() => ({ delayMs: 5 }));
+      const env = { LOVAGE_JOB_LOCK_MS: "3000", LOVAGE_CONCURRENCY: "8", LOVAGE_SMTP_POOL_SIZE: "6" };
+      const first = await start(env);
+      const addresses = Array.from({ length: 3000 }, (_, i) => `crash-${i}@example.com`);
+      const { body } = await api<Created>(first, "POST", "/api/campaigns", {
+        subject: "Crash test",
+        text: "Hello {{email}}",
+        recipients: addresses,
+      });
+      expect(body.accepted).toBe(3000);
+      const id = body.campaign.id;
+      await waitFor(async () => (await campaign(first, id)).counts.sent >= 600, {
+        timeoutMs: 120_000,
+        intervalMs: 100,
+        message: "600 sent before the kill",
+      });
+      await first.kill();
+      const deliveredBeforeRestart = addresses.filter((a) => smtp.deliveries(a) > 0).length;
+      expect(deliveredBeforeRestart).toBeLessThan(3000);
 
-    const second = await start(env, first.dataDir);
-    const done = await waitFor(
-      async () => {
-        const view = await campaign(second, id);
-        return view.status === "completed" ? view : undefined;
-      },
-      { timeoutMs: 180_000, intervalMs: 250, message: "campaign completed after the restart" },
-    );
-    const { sent, failed, unknown } = done.counts;
-    expect(sent + failed + unknown).toBe(3000);
-    expect(smtp.duplicates()).toEqual([]);
-    const delivered = addresses.filter((a) => smtp.deliveries(a) === 1).length;
-    // Every `sent` row was delivered; an `unknown` one may or may not have been.
-    expect(delivered).toBeGreaterThanOrEqual(sent);
-    expect(delivered).toBeLessThanOrEqual(sent + unknown);
-    // At most the SMTP transactions started and not yet recorded at the kill: one server with
-    // LOVAGE_SMTP_POOL_SIZE connections in flight, and as many being recorded.
-    expect(unknown).toBeLessThanOrEqual(unrecordedLimit(Number(env.LOVAGE_SMTP_POOL_SIZE)));
-  });
+      const second = await start(env, first.dataDir);
+      const done = await waitFor(
+        async () => {
+          const view = await campaign(second, id);
+          return view.status === "completed" ? view : undefined;
+        },
+        { timeoutMs: 180_000, intervalMs: 250, message: "campaign completed after the restart" },
+      );
+      const { sent, failed, unknown } = done.counts;
+      expect(sent + failed + unknown).toBe(3000);
+      expect(smtp.duplicates()).toEqual([]);
+      const delivered = addresses.filter((a) => smtp.deliveries(a) === 1).length;
+      // Every `sent` row was delivered; an `unknown` one may or may not have been.
+      expect(delivered).toBeGreaterThanOrEqual(sent);
+      expect(delivered).toBeLessThanOrEqual(sent + unknown);
+      // At most the SMTP transactions started and not yet recorded at the kill: one server with
+      // LOVAGE_SMTP_POOL_SIZE connections in flight, and as many being recorded.
+      expect(unknown).toBeLessThanOrEqual(unrecordedLimit(Number(env.LOVAGE_SMTP_POOL_SIZE)));
+    },
+    /* two starts of the embedded process and 3,000 messages on 2 shared cores */ 180_000,
+  );
 });
