@@ -24,7 +24,6 @@ import { openMailCatcher, type MailCatcher } from "./mail/catcher.js";
 import { createDispatcher, type Dispatcher } from "./mail/dispatcher.js";
 import { createSendBatchTask } from "./mail/send-batch.js";
 import { recordJobFigures } from "./db/figures.js";
-import { parseSmtpServerUrl } from "./mail/smtp-server-url.js";
 import { createJobFigures, startFigures } from "./monitor/figures.js";
 import { knownQueues } from "./api/routes/queues.js";
 import { createQueueAdmin } from "./queue/queues.js";
@@ -294,16 +293,6 @@ export function openBrokerFor(
   );
 }
 
-/** An SMTP server's name as the figures count it (its `name=`, else host:port). */
-function serverName(url: string): string | undefined {
-  try {
-    return parseSmtpServerUrl(url).name;
-  } catch {
-    // The settings checked the URL; a parameter only the transport knows must not stop the worker.
-    return undefined;
-  }
-}
-
 function retentionOf(config: Config): Retention {
   return { completedMs: config.taskResultRetentionMs, failedMs: config.taskErrorRetentionMs };
 }
@@ -407,10 +396,7 @@ async function startWorkerRole(
   const tasks = new TaskRegistry().register(
     ...parts.userTasks.all(),
     createSendBatchTask({
-      // One server: every attempt went to it. Several: the send path names each attempt's own.
-      store: createSendStore(store.db, {
-        server: smtpUrls.length === 1 ? serverName(smtpUrls[0]!) : undefined,
-      }),
+      store: createSendStore(store.db),
       transport,
       workerId,
       maxAttempts: config.maxAttempts,
@@ -449,7 +435,6 @@ async function startWorkerRole(
       .finally(stoppedByRequest);
   });
   opened.push({ close: stopHeartbeat });
-  await syncSchedules(broker, store, tasks, retentionOf(config));
   return { worker, catcherUrl: catcher?.url, stopped };
 }
 
@@ -513,7 +498,6 @@ async function startApiRole(
     if (await createUserIfMissing(store.db, ADMIN_USER, candidate)) generatedAdminPassword = candidate;
   }
   const producer = createProducer(broker, { retention: retentionOf(config) });
-  await syncSchedules(broker, store, parts.userTasks, retentionOf(config));
   const dispatcher: Dispatcher = createDispatcher({
     store: createDispatchStore(store.db),
     producer,
@@ -635,6 +619,8 @@ export async function startLovage(
     // The API first: it answers /healthz while the worker starts (jobs it enqueues meanwhile wait).
     const api = roles.api ? await startApiRole(config, parts, roles, opened) : undefined;
     const worker = roles.worker ? await startWorkerRole(config, parts, opened) : undefined;
+    // Once per process, whatever its roles: both used to apply the schedules in `lovage start`.
+    await syncSchedules(broker, store, parts.userTasks, retentionOf(config));
     return {
       url: api?.url,
       generatedAdminPassword: api?.generatedAdminPassword,

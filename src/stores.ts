@@ -19,12 +19,11 @@ import type { FeedbackStore } from "./mail/bounces.js";
 import * as feedback from "./db/feedback.js";
 import * as suppressions from "./db/suppressions.js";
 
-/** `server`: the SMTP server's name recorded with each attempt that does not name its own. */
-export function createSendStore(db: Db, options: { server?: string } = {}): SendStore {
+export function createSendStore(db: Db): SendStore {
   return {
     getCampaign: (id) => campaigns.getCampaign(db, id),
     claimForSending: (ids, leaseMs) => recipients.claimForSending(db, ids, leaseMs),
-    recordOutcomes: (records, worker) => recipients.recordOutcomes(db, records, worker, options.server),
+    recordOutcomes: (records, worker) => recipients.recordOutcomes(db, records, worker),
     recentAttempts: async (campaignId, size) =>
       recipients.recentAttemptWindow(db, campaignId, size, await campaigns.budgetSince(db, campaignId)),
     pauseCampaign: (campaignId, reason, resumeAt) =>

@@ -278,8 +278,8 @@ export interface AttemptRecord {
   attempt: number;
   startedAt: Date;
   outcome: Outcome;
-  /** The SMTP server it went to, by its name (the figures count per server); default the store's. */
-  server?: string;
+  /** The SMTP server it went to, by its name (the figures count per server). */
+  server: string;
 }
 
 /**
@@ -292,7 +292,6 @@ export async function recordOutcomes(
   db: Db,
   records: readonly AttemptRecord[],
   worker: string,
-  server: string | null = null,
 ): Promise<void> {
   if (records.length === 0) return;
   const column = <T>(pick: (record: AttemptRecord) => T) => records.map(pick);
@@ -310,7 +309,7 @@ export async function recordOutcomes(
         ${column((r) => (r.outcome.kind === "sent" ? r.outcome.messageId : null))}::text[],
         ${column((r) => later(r.outcome))}::timestamptz[],
         ${column((r) => r.startedAt.toISOString())}::timestamptz[],
-        ${column((r) => r.server ?? server)}::text[]
+        ${column((r) => r.server)}::text[]
       ) AS t(recipient_id, campaign_id, attempt, kind, smtp_code, response, error, message_id, retry_at, started_at, server)
     ), changed AS (
       UPDATE lovage.recipients r SET

@@ -72,8 +72,6 @@ export interface SendBatchDeps {
   logger: { warn(obj: object, msg: string): void };
 }
 
-type CompiledCampaign = CompiledMessage;
-
 export const sendBatchInput = {
   parse(input: unknown): SendBatchInput {
     const value = input as Partial<SendBatchInput> | null;
@@ -172,7 +170,7 @@ export function unrecordedLimit(capacity: number): number {
 }
 
 export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBatchInput, SendBatchResult> {
-  const compiled = new Map<number, CompiledCampaign>();
+  const compiled = new Map<number, CompiledMessage>();
   // Two bounds, shared by every batch this process runs: transactions in flight (the pool's
   // connections, so a claimed row never waits for one), and rows claimed but not yet recorded
   // (so after a crash at most that many can be `unknown`, each of them with a transaction
@@ -180,7 +178,7 @@ export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBat
   const inFlight = new SendSlots(deps.transport.capacity);
   const unrecorded = new SendSlots(unrecordedLimit(deps.transport.capacity));
 
-  async function campaignFor(id: number): Promise<CompiledCampaign | undefined> {
+  async function campaignFor(id: number): Promise<CompiledMessage | undefined> {
     const cached = compiled.get(id);
     if (cached) return cached;
     const campaign = await deps.store.getCampaign(id);
@@ -192,7 +190,7 @@ export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBat
     return entry;
   }
 
-  async function sendOne(entry: CompiledCampaign, recipient: RecipientRow): Promise<AttemptRecord> {
+  async function sendOne(entry: CompiledMessage, recipient: RecipientRow): Promise<AttemptRecord> {
     const startedAt = new Date();
     const message = buildMessage(entry, recipient, deps.message);
     const sendResult = await deps.transport.send(message);

@@ -15,6 +15,7 @@ import type SMTPPool from "nodemailer/lib/smtp-pool/index.js";
 import { toNodemailerMessage, type OutgoingMessage } from "./message.js";
 import { createRateCounters, groupLookup, type DomainGroup, type RateCounters } from "./rate-limits.js";
 import { smtpConnectionOptions, type SmtpConnectionSettings } from "./smtp-connection-options.js";
+import { SendSlots } from "./send-slots.js";
 import { parseSmtpServerUrl, type SmtpServerSpec } from "./smtp-server-url.js";
 import type { ServerFigures, SmtpEventSink } from "./smtp-events.js";
 import { DEFAULT_PACE, ServerPace, type PaceSettings } from "./throttle.js";
@@ -171,31 +172,21 @@ function nodemailerOptions(
   };
 }
 
-/** A per-process semaphore for a group's `Nconn`. */
+/** A group's `Nconn` in this process: one semaphore per group, made when first needed. */
 class GroupSlots {
-  private inFlight = new Map<string, number>();
-  private readonly waiting: (() => void)[] = [];
+  private readonly slots = new Map<string, SendSlots>();
+
+  /** Takes a connection of the group, waiting until `deadline` at most; false if none came. */
   async acquire(group: DomainGroup, deadline: number): Promise<boolean> {
     if (group.connections === undefined) return true;
-    while ((this.inFlight.get(group.name) ?? 0) >= group.connections) {
-      const left = deadline - Date.now();
-      if (left <= 0) return false;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, Math.min(left, 250));
-        function done() {
-          clearTimeout(timer);
-          resolve();
-        }
-        this.waiting.push(done);
-      });
-    }
-    this.inFlight.set(group.name, (this.inFlight.get(group.name) ?? 0) + 1);
-    return true;
+    let slots = this.slots.get(group.name);
+    if (!slots) this.slots.set(group.name, (slots = new SendSlots(group.connections)));
+    const waitMs = Math.max(0, deadline - Date.now());
+    return (await slots.acquire(1, AbortSignal.timeout(waitMs))) === 1;
   }
+
   release(group: DomainGroup): void {
-    if (group.connections === undefined) return;
-    this.inFlight.set(group.name, (this.inFlight.get(group.name) ?? 1) - 1);
-    for (const wake of this.waiting.splice(0)) wake();
+    if (group.connections !== undefined) this.slots.get(group.name)?.release(1);
   }
 }
 

@@ -7,36 +7,17 @@
  * never on fixed sleeps, and leaves a screenshot at /tmp/lovage-dashboard.png for a human to
  * look at.
  */
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { collectViolations, launchChromium } from "../helpers/browser.js";
 import { startLovage } from "../helpers/lovage-process.js";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const SCREENSHOT = "/tmp/lovage-dashboard.png";
 const SLOW_MS = 60_000;
 
 /** Waits until `read()` meets the matcher that follows: DOM polling, never a fixed sleep. */
 function waitFor<T>(read: () => Promise<T>) {
   return expect.poll(read, { timeout: SLOW_MS, interval: 200 });
-}
-
-/**
- * Reports each CSP violation of every frame to `report` (exposed by the test). A string: the
- * test compiles without DOM types.
- */
-const REPORT_VIOLATIONS = `document.addEventListener("securitypolicyviolation", (e) =>
-  window.lovageCspViolation(e.effectiveDirective + " blocked " + (e.blockedURI || "inline") + " at " +
-    (e.sourceFile || document.location.href) + ":" + e.lineNumber));`;
-
-/** Collects the CSP violations of a page: its events, and Chromium's "Refused to …" console lines. */
-async function collectViolations(page: Page): Promise<string[]> {
-  const violations: string[] = [];
-  await page.exposeFunction("lovageCspViolation", (text: string) => violations.push(text));
-  await page.addInitScript(REPORT_VIOLATIONS);
-  page.on("console", (message) => {
-    if (/Content Security Policy|Refused to/.test(message.text())) violations.push(message.text());
-  });
-  return violations;
 }
 
 /** The one browser function a test reads in a frame (the test compiles without DOM types). */
@@ -81,17 +62,7 @@ describe("the dashboard", () => {
 
   beforeAll(async () => {
     server = await startLovage();
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-      ],
-    });
+    browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     page.setDefaultTimeout(SLOW_MS);
     page.on("pageerror", (error) => pageErrors.push(error));

@@ -11,8 +11,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { collectViolations, launchChromium } from "../helpers/browser.js";
 import type { CampaignView } from "../../src/api/present.js";
 import { createTestDatabase } from "../helpers/backends.js";
 import { startCluster, type Cluster } from "../helpers/cluster.js";
@@ -20,27 +21,12 @@ import { api, waitFor as until } from "../helpers/lovage-process.js";
 import { startRedisServer, type RedisServer } from "../helpers/services.js";
 import { startTestSmtpServer, type TestSmtpServer } from "../helpers/smtp-server.js";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const SCREENSHOTS = fileURLToPath(new URL("../../docs/screenshots/", import.meta.url));
 const INDEX = fileURLToPath(new URL("../../dist/src/index.js", import.meta.url));
 const SLOW_MS = 60_000;
 
 function waitFor<T>(read: () => Promise<T>) {
   return expect.poll(read, { timeout: SLOW_MS, interval: 250 });
-}
-
-const REPORT_VIOLATIONS = `document.addEventListener("securitypolicyviolation", (e) =>
-  window.lovageCspViolation(e.effectiveDirective + " blocked " + (e.blockedURI || "inline") + " at " +
-    (e.sourceFile || document.location.href) + ":" + e.lineNumber));`;
-
-async function collectViolations(page: Page): Promise<string[]> {
-  const violations: string[] = [];
-  await page.exposeFunction("lovageCspViolation", (text: string) => violations.push(text));
-  await page.addInitScript(REPORT_VIOLATIONS);
-  page.on("console", (message) => {
-    if (/Content Security Policy|Refused to/.test(message.text())) violations.push(message.text());
-  });
-  return violations;
 }
 
 describe("the monitor's pages on a cluster", () => {
@@ -84,17 +70,7 @@ export const tick = defineTask("tick", { handler: () => Date.now() });
       startTestSmtpServer({ keepBodies: false }),
     ]);
     cluster = await startCluster({ env: env(), apis: 2, workers: 2 });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-      ],
-    });
+    browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     page.setDefaultTimeout(SLOW_MS);
     page.on("pageerror", (error) => pageErrors.push(error));

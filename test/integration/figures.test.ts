@@ -69,9 +69,9 @@ describe.each(BACKENDS)("figures on %s", (backendName) => {
         attempt: 1,
         startedAt: new Date(Date.now() - 40),
         outcome,
+        server,
       })),
       worker,
-      server,
     );
   }
 

@@ -7,7 +7,7 @@
  */
 import { simpleParser } from "mailparser";
 import type { FastifyInstance, InjectOptions } from "fastify";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../../src/api/app.js";
 import { getCampaign } from "../../src/db/campaigns.js";
 import { listRecipients } from "../../src/db/recipients.js";
@@ -66,7 +66,6 @@ describe("one-click unsubscribe and the suppression list", () => {
     });
     running = { worker, dispatcher, transport };
   });
-  afterEach(() => undefined);
   afterAll(async () => {
     if (running) {
       await running.dispatcher.close();
