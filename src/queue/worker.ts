@@ -11,6 +11,7 @@ import { hostname } from "node:os";
 import { UnrecoverableError, type Job } from "bullmq";
 import type { Broker, BrokerWorker } from "./connection.js";
 import { PermanentError, TaskCancelledError, TaskTimeoutError } from "./errors.js";
+import type { ScheduleRun } from "./schedules.js";
 import {
   CANCELLED_REASON,
   META,
@@ -181,7 +182,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
         Promise.resolve().then(() => task.handler(input, context)),
         aborted,
       ]);
-      await recordScheduleRun(queue, job, { outcome: "completed", error: null });
+      scheduleRuns.set(job, { outcome: "completed", error: null });
       state = "completed";
       return result;
     } catch (thrown) {
@@ -190,7 +191,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
       const message = error instanceof Error ? error.message : String(error);
       const cancelled = error instanceof TaskCancelledError;
       await recordAttempt(job, { attempt, startedAt, error: message });
-      await recordScheduleRun(queue, job, { outcome: cancelled ? "cancelled" : "failed", error: message });
+      scheduleRuns.set(job, { outcome: cancelled ? "cancelled" : "failed", error: message });
       const last = cancelled || error instanceof PermanentError || attempt >= (job.opts.attempts ?? 1);
       state = cancelled ? "cancelled" : last ? "failed" : "retried";
       if (cancelled) {
@@ -235,11 +236,17 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
     );
   }
 
-  async function recordScheduleRun(
-    queue: string,
-    job: Job,
-    run: { outcome: "completed" | "failed" | "cancelled"; error: string | null },
-  ) {
+  /**
+   * How each attempt of a scheduled job ended, written as the schedule's last run only once
+   * BullMQ has recorded the job's own outcome: a last run read as completed must find its job
+   * completed, not still active. Keyed by the job object, which BullMQ hands to its events.
+   */
+  const scheduleRuns = new WeakMap<Job, Pick<ScheduleRun, "outcome" | "error">>();
+
+  async function recordScheduleRun(queue: string, job: Job | undefined) {
+    const run = job && scheduleRuns.get(job);
+    if (!job || !run) return;
+    scheduleRuns.delete(job);
     const scheduleId = (job.opts as Record<string, unknown>)[SCHEDULE_OPTION];
     if (typeof scheduleId !== "string") return;
     const value = JSON.stringify({
@@ -307,9 +314,13 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
       // BullMQ records it on each job it hands out (processedBy): the task list shows who ran it.
       name: id,
     });
-    worker.on("completed", () => stats.processed++);
+    worker.on("completed", (job) => {
+      stats.processed++;
+      void recordScheduleRun(queue, job);
+    });
     worker.on("failed", (job, error) => {
       stats.failed++;
+      void recordScheduleRun(queue, job);
       logger.warn({ queue, job: job?.id, task: job?.name, err: error.message }, "job attempt failed");
     });
     // Connection errors are retried by BullMQ itself; without a listener they would crash the process.
