@@ -12,6 +12,7 @@ import type { CampaignRow } from "../db/campaigns.js";
 import type { AttemptRecord, AttemptWindow, Outcome, RecipientRow } from "../db/recipients.js";
 import { declareTask, implementTask, type TaskDefinition } from "../queue/task.js";
 import { buildMessage, compileMessage, type CompiledMessage, type MessageSettings } from "./message.js";
+import { coalesce } from "./coalesce.js";
 import { SendSlots } from "./send-slots.js";
 import type { SendResult, Transport } from "./transport-pool.js";
 
@@ -177,6 +178,12 @@ export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBat
   // that had started).
   const inFlight = new SendSlots(deps.transport.capacity);
   const unrecorded = new SendSlots(unrecordedLimit(deps.transport.capacity));
+  // Every batch of the process claims and records through one statement at a time each, so
+  // connections freed one by one still make claims and writes of many rows.
+  const claimRows = coalesce((ids: number[]) => deps.store.claimForSending(ids, deps.leaseMs));
+  const recordRows = coalesce((records: AttemptRecord[]) =>
+    deps.store.recordOutcomes(records, deps.workerId),
+  );
 
   async function campaignFor(id: number): Promise<CompiledMessage | undefined> {
     const cached = compiled.get(id);
@@ -210,7 +217,7 @@ export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBat
     let delayMs = 200;
     for (;;) {
       try {
-        await deps.store.recordOutcomes(records, deps.workerId);
+        await recordRows(records);
         return;
       } catch (error) {
         // The store is down: the outcomes live only here until they are written. Keep trying
@@ -260,43 +267,65 @@ export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBat
     const result: SendBatchResult = { sent: 0, retried: 0, failed: 0, unknown: 0, skipped: 0 };
     const entry = await campaignFor(campaignId);
     if (!entry) return { ...result, skipped: recipientIds.length };
+    let stop = false;
+    let failure: { error: unknown } | undefined;
+
+    /**
+     * Sends a claimed chunk, then records it; its slots are given back as each part ends. It
+     * never rejects: the batch's first failure is kept and thrown once every chunk has ended.
+     */
+    const sendAndRecord = async (claimed: RecipientRow[], held: number): Promise<void> => {
+      try {
+        const records = await Promise.all(
+          claimed.map((recipient) => sendOne(entry, recipient).finally(() => inFlight.release(1))),
+        );
+        await record(records, context.signal);
+        for (const { outcome } of records) {
+          if (outcome.kind === "sent") result.sent++;
+          else if (outcome.kind === "retry" || outcome.kind === "deferred") result.retried++;
+          else if (outcome.kind === "failed") result.failed++;
+          else result.unknown++;
+        }
+        // A campaign that pauses itself stops here: the rest of the batch is not queued any more.
+        if (await pausedItself(campaignId, records)) stop = true;
+      } catch (error) {
+        stop = true;
+        failure ??= { error };
+      } finally {
+        unrecorded.release(held);
+      }
+    };
+
+    // A chunk is claimed as soon as connections are free, while the batch's earlier chunks
+    // still send: a message that waits for its domain's limit holds its own connection only,
+    // never the rest of the batch.
+    const chunks: Promise<void>[] = [];
     let next = 0;
-    while (next < recipientIds.length) {
+    while (next < recipientIds.length && !stop) {
       const held = await unrecorded.acquire(recipientIds.length - next, context.signal);
       if (held === 0) break;
-      const taken = await inFlight.acquire(held, context.signal);
+      const taken = stop ? 0 : await inFlight.acquire(held, context.signal);
       unrecorded.release(held - taken);
       if (taken === 0) break;
-      let records: AttemptRecord[];
+      const chunk = recipientIds.slice(next, next + taken);
+      next += chunk.length;
+      let claimed: RecipientRow[];
       try {
-        const chunk = recipientIds.slice(next, next + taken);
-        next += chunk.length;
         // Mark sending before DATA: a crash after this must not resend.
-        const claimed = await deps.store.claimForSending(chunk, deps.leaseMs);
-        result.skipped += chunk.length - claimed.length;
-        records = await Promise.all(claimed.map((recipient) => sendOne(entry, recipient)));
+        const ours = new Set(chunk);
+        claimed = (await claimRows(chunk)).filter((row) => ours.has(row.id));
       } catch (error) {
-        unrecorded.release(taken);
-        throw error;
-      } finally {
-        // The connections are free as soon as the transactions end; the next chunk (of this
-        // batch or another) sends while this one's outcomes are written.
         inFlight.release(taken);
-      }
-      try {
-        await record(records, context.signal);
-      } finally {
         unrecorded.release(taken);
+        failure ??= { error };
+        break;
       }
-      for (const { outcome } of records) {
-        if (outcome.kind === "sent") result.sent++;
-        else if (outcome.kind === "retry" || outcome.kind === "deferred") result.retried++;
-        else if (outcome.kind === "failed") result.failed++;
-        else result.unknown++;
-      }
-      // A campaign that pauses itself stops here: the rest of the batch is not queued any more.
-      if (await pausedItself(campaignId, records)) break;
+      result.skipped += chunk.length - claimed.length;
+      inFlight.release(chunk.length - claimed.length);
+      chunks.push(sendAndRecord(claimed, taken));
     }
+    await Promise.all(chunks);
+    if (failure) throw failure.error;
     return result;
   });
 }
