@@ -170,7 +170,13 @@ export function unrecordedLimit(capacity: number): number {
 }
 
 export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBatchInput, SendBatchResult> {
-  const compiled = new Map<number, CompiledMessage>();
+  /** A campaign as sending needs it: its message, the servers it must use, its error budget. */
+  interface CampaignEntry {
+    message: CompiledMessage;
+    servers: readonly string[] | null;
+    errorBudget: ErrorBudget | undefined;
+  }
+  const compiled = new Map<number, CampaignEntry>();
   // Two bounds, shared by every batch this process runs: transactions in flight (the pool's
   // connections, so a claimed row never waits for one), and rows claimed but not yet recorded
   // (so after a crash at most that many can be `unknown`, each of them with a transaction
@@ -178,22 +184,30 @@ export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBat
   const inFlight = new SendSlots(deps.transport.capacity);
   const unrecorded = new SendSlots(unrecordedLimit(deps.transport.capacity));
 
-  async function campaignFor(id: number): Promise<CompiledMessage | undefined> {
+  async function campaignFor(id: number): Promise<CampaignEntry | undefined> {
     const cached = compiled.get(id);
     if (cached) return cached;
     const campaign = await deps.store.getCampaign(id);
     if (!campaign) return undefined;
-    const entry = compileMessage(campaign);
+    const entry: CampaignEntry = {
+      message: compileMessage(campaign),
+      servers: campaign.servers ?? null,
+      // A campaign's own thresholds (false: none) replace the deployment's.
+      errorBudget:
+        campaign.errorBudget === undefined || campaign.errorBudget === null
+          ? deps.errorBudget
+          : campaign.errorBudget || undefined,
+    };
     // Templates never change after creation; a bounded cache keeps a long-running worker small.
     if (compiled.size > 1000) compiled.clear();
     compiled.set(id, entry);
     return entry;
   }
 
-  async function sendOne(entry: CompiledMessage, recipient: RecipientRow): Promise<AttemptRecord> {
+  async function sendOne(entry: CampaignEntry, recipient: RecipientRow): Promise<AttemptRecord> {
     const startedAt = new Date();
-    const message = buildMessage(entry, recipient, deps.message);
-    const sendResult = await deps.transport.send(message);
+    const message = buildMessage(entry.message, recipient, deps.message);
+    const sendResult = await deps.transport.send(message, { servers: entry.servers });
     return {
       recipientId: recipient.id,
       campaignId: recipient.campaignId,
@@ -232,10 +246,15 @@ export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBat
    * The error budget (after a chunk with a 5xx), and every server suspended: either pauses the
    * campaign with a reason that names the figure and the reply.
    */
-  async function pausedItself(campaignId: number, records: readonly AttemptRecord[]): Promise<boolean> {
-    const suspended = deps.transport.allSuspended();
+  async function pausedItself(
+    campaignId: number,
+    entry: CampaignEntry,
+    records: readonly AttemptRecord[],
+  ): Promise<boolean> {
+    const suspended = deps.transport.allSuspended(entry.servers);
     if (suspended) {
-      const reason = `every SMTP server is suspended until ${suspended.until.toISOString()} (${suspended.reply ?? "no reply"}); resumes by itself then`;
+      const which = entry.servers ? `of the campaign (${entry.servers.join(", ")}) ` : "";
+      const reason = `every SMTP server ${which}is suspended until ${suspended.until.toISOString()} (${suspended.reply ?? "no reply"}); resumes by itself then`;
       if (await deps.store.pauseCampaign(campaignId, reason, suspended.until))
         deps.logger.warn(
           { campaign: campaignId, until: suspended.until },
@@ -243,7 +262,7 @@ export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBat
         );
       return true;
     }
-    const budget = deps.errorBudget;
+    const budget = entry.errorBudget;
     if (!budget || !records.some((r) => r.outcome.kind === "failed" && (r.outcome.code ?? 0) >= 500))
       return false;
     const window = await deps.store.recentAttempts(campaignId, budget.window);
@@ -260,9 +279,12 @@ export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBat
     const result: SendBatchResult = { sent: 0, retried: 0, failed: 0, unknown: 0, skipped: 0 };
     const entry = await campaignFor(campaignId);
     if (!entry) return { ...result, skipped: recipientIds.length };
+    // A campaign held to some servers takes no more at a time than their connections: the rest
+    // would only wait for one and be deferred.
+    const most = entry.servers ? Math.max(1, deps.transport.capacityOf(entry.servers)) : Infinity;
     let next = 0;
     while (next < recipientIds.length) {
-      const held = await unrecorded.acquire(recipientIds.length - next, context.signal);
+      const held = await unrecorded.acquire(Math.min(recipientIds.length - next, most), context.signal);
       if (held === 0) break;
       const taken = await inFlight.acquire(held, context.signal);
       unrecorded.release(held - taken);
@@ -295,7 +317,7 @@ export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBat
         else result.unknown++;
       }
       // A campaign that pauses itself stops here: the rest of the batch is not queued any more.
-      if (await pausedItself(campaignId, records)) break;
+      if (await pausedItself(campaignId, entry, records)) break;
     }
     return result;
   });
