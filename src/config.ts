@@ -7,6 +7,7 @@ import { resolve } from "node:path";
 import { parseMailbox } from "./mail/message.js";
 import { parseSmtpServerUrl, parseSmtpServerUrls } from "./mail/smtp-server-url.js";
 import { parseDomainLimits, type DomainGroup } from "./mail/rate-limits.js";
+import { parseErrorBudgetText } from "./mail/error-budget.js";
 import type { ErrorBudget } from "./mail/send-batch.js";
 import { decodePercent, redactUrl, urlPassword, urlUsername, type Secrets } from "./redact.js";
 
@@ -283,17 +284,12 @@ export function loadConfig(env: Env): Config {
   }
   let errorBudget: ErrorBudget | undefined = { share: 0.1, window: 200, minimum: 50 };
   const budgetRaw = text("LOVAGE_ERROR_BUDGET");
-  if (budgetRaw === "off") errorBudget = undefined;
-  else if (budgetRaw !== undefined) {
-    const match = /^(\d+(?:\.\d+)?)%\/(\d+)\/(\d+)$/.exec(budgetRaw);
-    const [share, window, minimum] = match
-      ? [Number(match[1]) / 100, Number(match[2]), Number(match[3])]
-      : [];
-    if (!match || !(share! > 0 && share! < 1) || window! < 1 || window! > 100_000 || minimum! > window!) {
-      problems.push(
-        `LOVAGE_ERROR_BUDGET: expected share%/window/minimum (like 10%/200/50, minimum at most window) or off, got "${budgetRaw}"`,
-      );
-    } else errorBudget = { share: share!, window: window!, minimum: minimum! };
+  if (budgetRaw !== undefined) {
+    try {
+      errorBudget = parseErrorBudgetText(budgetRaw) || undefined;
+    } catch (error) {
+      problems.push(`LOVAGE_ERROR_BUDGET: ${(error as Error).message}`);
+    }
   }
   let smtpSuspendPattern = /^421[ -]4\.7\.28/;
   const suspendRaw = text("LOVAGE_SMTP_SUSPEND_PATTERN");

@@ -438,6 +438,13 @@ async function startWorkerRole(
   return { worker, catcherUrl: catcher?.url, stopped };
 }
 
+/** The names campaigns may give as `servers`: LOVAGE_SMTP_URL's, or the catcher's once it listens. */
+function smtpServerNames(config: Config, parts: WorkerParts): string[] {
+  const urls =
+    config.smtpUrls.length > 0 ? config.smtpUrls : parts.smtp.catcherUrl ? [parts.smtp.catcherUrl] : [];
+  return parseSmtpServerUrls(urls).map((spec) => spec.name);
+}
+
 interface WorkerParts {
   store: Store;
   broker: Broker;
@@ -447,8 +454,9 @@ interface WorkerParts {
 }
 
 /**
- * The transport of test sends: one connection to the first SMTP server, or to this process's
- * catcher, opened at the first test send. Undefined when this process has neither.
+ * The transport of test sends: one connection to the first SMTP server (or to the campaign's
+ * own servers when it names them), or to this process's catcher, opened at the first test send.
+ * Undefined when this process has neither.
  */
 function testTransportFor(
   config: Config,
@@ -460,13 +468,13 @@ function testTransportFor(
   let transport: Promise<Transport> | undefined;
   opened.push({ close: async () => (await transport?.catch(() => undefined))?.close() });
   return {
-    async send(message) {
+    async send(message, options) {
       // A failed opening is not kept: the next test send tries again.
       transport ??= (async () => {
         const catcherUrl = parts.smtp.catcherUrl;
         if (config.smtpUrls.length === 0 && catcherUrl === undefined)
           throw new Error("the mail catcher has not started yet; try again in a moment");
-        const urls = config.smtpUrls.length > 0 ? config.smtpUrls.slice(0, 1) : [catcherUrl!];
+        const urls = config.smtpUrls.length > 0 ? config.smtpUrls : [catcherUrl!];
         return createSmtpTransport(urls, {
           poolSize: 1,
           timeoutMs: config.smtpTimeoutMs,
@@ -474,7 +482,8 @@ function testTransportFor(
         });
       })();
       transport.catch(() => (transport = undefined));
-      return (await transport).send(message);
+      const first = smtpServerNames(config, parts)[0];
+      return (await transport).send(message, { servers: options?.servers ?? (first ? [first] : null) });
     },
   };
 }
@@ -539,6 +548,7 @@ async function startApiRole(
     softBounceLimit: config.softBounceLimit,
     sesWebhookSecret: config.sesWebhookSecret,
     testTransport: testTransportFor(config, parts, roles, opened),
+    smtpServerNames: () => smtpServerNames(config, parts),
     workerTimeoutMs: WORKER_TIMEOUT_MS,
     catcherEnabled: config.smtpUrls.length === 0,
     metricsToken: config.metricsToken,

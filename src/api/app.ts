@@ -65,6 +65,8 @@ export interface AppDeps {
   sesWebhookSecret?: string | undefined;
   /** How the SES webhook fetches SNS's signing certificates and confirmation URLs; default fetch. */
   snsFetch?: ((url: string) => Promise<string>) | undefined;
+  /** The configured SMTP servers' names, which a campaign's `servers` must be among; none when absent. */
+  smtpServerNames?: () => readonly string[];
   /** The transport a test send goes through; absent when this process has no SMTP server. */
   testTransport?: TestTransport | undefined;
   /** A worker silent this long is presumed dead and not listed; default 15 s. */

@@ -22,6 +22,10 @@ export interface CampaignView {
   headers: Record<string, string>;
   listUnsubscribe: boolean;
   ignoreManualSuppressions: boolean;
+  /** The SMTP servers it must use; null: any. */
+  servers: readonly string[] | null;
+  /** Its own error budget (false: none); null: the deployment's, LOVAGE_ERROR_BUDGET. */
+  errorBudget: { share: number; window: number; minimum: number } | false | null;
   status: string;
   statusReason: string | null;
   sendAt: string | null;
@@ -59,6 +63,8 @@ export async function presentCampaigns(db: Db, rows: CampaignRow[]): Promise<Cam
       headers: row.headers,
       listUnsubscribe: row.listUnsubscribe,
       ignoreManualSuppressions: row.ignoreManualSuppressions,
+      servers: row.servers ?? null,
+      errorBudget: row.errorBudget ?? null,
       status: row.status,
       statusReason: row.statusReason,
       sendAt: iso(row.sendAt),

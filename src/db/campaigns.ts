@@ -34,6 +34,17 @@ export interface NewCampaign {
   listUnsubscribe: boolean;
   /** Sends to addresses suppressed with reason `manual` (never to unsubscribed, bounced or complained ones). */
   ignoreManualSuppressions: boolean;
+  /** The names of the SMTP servers it must use; null or absent: any. */
+  servers?: readonly string[] | null;
+  /** Its error budget's thresholds, false for none; null or absent: the deployment's (LOVAGE_ERROR_BUDGET). */
+  errorBudget?: CampaignErrorBudget | false | null;
+}
+
+/** As mail/send-batch.ts's ErrorBudget; declared here so that db/ imports nothing from mail/. */
+export interface CampaignErrorBudget {
+  share: number;
+  window: number;
+  minimum: number;
 }
 
 export interface CampaignRow extends NewCampaign {
@@ -65,6 +76,8 @@ const COLUMNS = [
   "headers",
   "list_unsubscribe",
   "ignore_manual_suppressions",
+  "servers",
+  "error_budget",
 ] as const;
 
 function toRow(raw: {
@@ -86,6 +99,8 @@ function toRow(raw: {
   headers: Record<string, string>;
   list_unsubscribe: boolean;
   ignore_manual_suppressions: boolean;
+  servers: string[] | null;
+  error_budget: CampaignErrorBudget | false | null;
 }): CampaignRow {
   return {
     id: raw.id,
@@ -106,6 +121,8 @@ function toRow(raw: {
     headers: raw.headers,
     listUnsubscribe: raw.list_unsubscribe,
     ignoreManualSuppressions: raw.ignore_manual_suppressions,
+    servers: raw.servers,
+    errorBudget: raw.error_budget,
   };
 }
 
@@ -124,6 +141,11 @@ export async function insertCampaign(db: Db, campaign: NewCampaign): Promise<num
       headers: JSON.stringify(campaign.headers),
       list_unsubscribe: campaign.listUnsubscribe,
       ignore_manual_suppressions: campaign.ignoreManualSuppressions,
+      servers: campaign.servers ? JSON.stringify(campaign.servers) : null,
+      error_budget:
+        campaign.errorBudget === undefined || campaign.errorBudget === null
+          ? null
+          : JSON.stringify(campaign.errorBudget),
       // Recipients are inserted in the same transaction, before anyone can see the campaign.
       status: campaign.sendAt && campaign.sendAt > new Date() ? "scheduled" : "sending",
       started_at: campaign.sendAt && campaign.sendAt > new Date() ? null : new Date(),

@@ -42,6 +42,13 @@ export interface CampaignsTable {
   ignore_manual_suppressions: Generated<boolean>;
   budget_since: Date | null;
   auto_resume_at: Date | null;
+  /** JSON text in, parsed JSON out (jsonb). */
+  servers: ColumnType<string[] | null, string | null | undefined, string | null>;
+  error_budget: ColumnType<
+    { share: number; window: number; minimum: number } | false | null,
+    string | null | undefined,
+    string | null
+  >;
 }
 
 export interface SuppressionsTable {

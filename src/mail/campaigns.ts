@@ -8,6 +8,8 @@ import type { NewRecipient, RecipientStatus } from "../db/recipients.js";
 import type { ParseItem, Rejected } from "./recipients/parse.js";
 import { headerProblems, parseMailbox } from "./message.js";
 import { compileTemplate, unknownPlaceholders } from "./render.js";
+import { parseErrorBudgetOption } from "./error-budget.js";
+import type { ErrorBudget } from "./send-batch.js";
 
 /** Bad input the user can fix; `details` says where. */
 export class InvalidCampaignError extends Error {
@@ -59,6 +61,8 @@ export interface CampaignInput {
   headers?: unknown;
   listUnsubscribe?: unknown;
   ignoreManualSuppressions?: unknown;
+  servers?: unknown;
+  errorBudget?: unknown;
 }
 
 /** Most rejected lines reported back; the count beyond is still given. */
@@ -98,13 +102,51 @@ export function parseDateTime(value: string): Date | undefined {
 }
 
 /**
+ * A campaign's `servers`: an array of names, or (a multipart field is text) the array as JSON
+ * or the names separated by commas. Each must be one of `known`, the configured servers' names.
+ */
+function serversOf(value: unknown, known: readonly string[]): { servers: string[] } | { reason: string } {
+  let names: unknown = value;
+  if (typeof value === "string") {
+    const text = value.trim();
+    if (text.startsWith("[")) {
+      try {
+        names = JSON.parse(text);
+      } catch {
+        return {
+          reason: "must be an array of server names (in a multipart form, JSON or names separated by commas)",
+        };
+      }
+    } else names = text.split(",").map((name) => name.trim());
+  }
+  if (!Array.isArray(names) || !names.every((name): name is string => typeof name === "string"))
+    return { reason: 'must be an array of server names, like ["relay-a"]' };
+  const servers = [...new Set(names.filter((name) => name !== ""))];
+  if (servers.length === 0) return { reason: "must name at least one server (leave it out to use any)" };
+  const unknown = servers.filter((name) => !known.includes(name));
+  if (unknown.length > 0) {
+    const list = unknown.map((name) => `"${name.length > 64 ? `${name.slice(0, 64)}…` : name}"`).join(", ");
+    const knownText =
+      known.length > 0
+        ? `the configured servers are ${known.join(", ")} (the name= of each URL in LOVAGE_SMTP_URL)`
+        : "no SMTP server is configured in this process (LOVAGE_SMTP_URL)";
+    return {
+      reason: `${list} ${unknown.length > 1 ? "are not configured servers" : "is not a configured server"}: ${knownText}`,
+    };
+  }
+  return { servers };
+}
+
+/**
  * `defaultFrom` is LOVAGE_DEFAULT_FROM (or the catcher's stand-in); undefined when neither is
- * there, and then a campaign must give its own `from`.
+ * there, and then a campaign must give its own `from`. `serverNames` are the configured SMTP
+ * servers' names, which a campaign's `servers` must be among.
  */
 export function validateCampaignInput(
   input: CampaignInput,
   defaultFrom: string | undefined,
   now = new Date(),
+  serverNames: readonly string[] = [],
 ): NewCampaign {
   const problems: { field: string; reason: string }[] = [];
   const optionalText = (field: keyof CampaignInput, maxChars?: number): string | null => {
@@ -211,6 +253,20 @@ export function validateCampaignInput(
       });
     }
   }
+  let servers: string[] | null = null;
+  if (input.servers !== undefined && input.servers !== null && input.servers !== "") {
+    const checked = serversOf(input.servers, serverNames);
+    if ("reason" in checked) problems.push({ field: "servers", reason: checked.reason });
+    else servers = checked.servers;
+  }
+  let errorBudget: ErrorBudget | false | null = null;
+  if (input.errorBudget !== undefined && input.errorBudget !== null && input.errorBudget !== "") {
+    try {
+      errorBudget = parseErrorBudgetOption(input.errorBudget);
+    } catch (error) {
+      problems.push({ field: "errorBudget", reason: (error as Error).message });
+    }
+  }
   if (problems.length > 0) {
     throw new InvalidCampaignError(problems.map((p) => `${p.field} ${p.reason}`).join("; "), problems);
   }
@@ -226,6 +282,8 @@ export function validateCampaignInput(
     headers,
     listUnsubscribe,
     ignoreManualSuppressions,
+    servers,
+    errorBudget,
   };
 }
 

@@ -17,7 +17,7 @@ import {
   type MessageSettings,
   type OutgoingMessage,
 } from "./message.js";
-import type { SendResult } from "./transport-pool.js";
+import type { SendOptions, SendResult } from "./transport-pool.js";
 
 /** The recipient a preview or test send renders for. */
 export interface SampleRecipient {
@@ -105,7 +105,7 @@ export async function previewMessage(
 
 /** What a test send needs of the transport. */
 export interface TestTransport {
-  send(message: OutgoingMessage): Promise<SendResult>;
+  send(message: OutgoingMessage, options?: SendOptions): Promise<SendResult>;
 }
 
 export async function testSend(
@@ -115,5 +115,7 @@ export async function testSend(
   transport: TestTransport,
 ): Promise<SendResult & { messageId: string }> {
   const message = sampleMessage(campaign, sample, settings);
-  return { ...(await transport.send(message)), messageId: message.messageId };
+  // Through the campaign's own servers, so that the test shows what its recipients will get.
+  const options = campaign.servers ? { servers: campaign.servers } : undefined;
+  return { ...(await transport.send(message, options)), messageId: message.messageId };
 }

@@ -171,7 +171,13 @@ export function unrecordedLimit(capacity: number): number {
 }
 
 export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBatchInput, SendBatchResult> {
-  const compiled = new Map<number, CompiledMessage>();
+  /** A campaign as sending needs it: its message, the servers it must use, its error budget. */
+  interface CampaignEntry {
+    message: CompiledMessage;
+    servers: readonly string[] | null;
+    errorBudget: ErrorBudget | undefined;
+  }
+  const compiled = new Map<number, CampaignEntry>();
   // Two bounds, shared by every batch this process runs: transactions in flight (the pool's
   // connections, so a claimed row never waits for one), and rows claimed but not yet recorded
   // (so after a crash at most that many can be `unknown`, each of them with a transaction
@@ -185,22 +191,30 @@ export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBat
     deps.store.recordOutcomes(records, deps.workerId),
   );
 
-  async function campaignFor(id: number): Promise<CompiledMessage | undefined> {
+  async function campaignFor(id: number): Promise<CampaignEntry | undefined> {
     const cached = compiled.get(id);
     if (cached) return cached;
     const campaign = await deps.store.getCampaign(id);
     if (!campaign) return undefined;
-    const entry = compileMessage(campaign);
+    const entry: CampaignEntry = {
+      message: compileMessage(campaign),
+      servers: campaign.servers ?? null,
+      // A campaign's own thresholds (false: none) replace the deployment's.
+      errorBudget:
+        campaign.errorBudget === undefined || campaign.errorBudget === null
+          ? deps.errorBudget
+          : campaign.errorBudget || undefined,
+    };
     // Templates never change after creation; a bounded cache keeps a long-running worker small.
     if (compiled.size > 1000) compiled.clear();
     compiled.set(id, entry);
     return entry;
   }
 
-  async function sendOne(entry: CompiledMessage, recipient: RecipientRow): Promise<AttemptRecord> {
+  async function sendOne(entry: CampaignEntry, recipient: RecipientRow): Promise<AttemptRecord> {
     const startedAt = new Date();
-    const message = buildMessage(entry, recipient, deps.message);
-    const sendResult = await deps.transport.send(message);
+    const message = buildMessage(entry.message, recipient, deps.message);
+    const sendResult = await deps.transport.send(message, { servers: entry.servers });
     return {
       recipientId: recipient.id,
       campaignId: recipient.campaignId,
@@ -239,10 +253,15 @@ export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBat
    * The error budget (after a chunk with a 5xx), and every server suspended: either pauses the
    * campaign with a reason that names the figure and the reply.
    */
-  async function pausedItself(campaignId: number, records: readonly AttemptRecord[]): Promise<boolean> {
-    const suspended = deps.transport.allSuspended();
+  async function pausedItself(
+    campaignId: number,
+    entry: CampaignEntry,
+    records: readonly AttemptRecord[],
+  ): Promise<boolean> {
+    const suspended = deps.transport.allSuspended(entry.servers);
     if (suspended) {
-      const reason = `every SMTP server is suspended until ${suspended.until.toISOString()} (${suspended.reply ?? "no reply"}); resumes by itself then`;
+      const which = entry.servers ? `of the campaign (${entry.servers.join(", ")}) ` : "";
+      const reason = `every SMTP server ${which}is suspended until ${suspended.until.toISOString()} (${suspended.reply ?? "no reply"}); resumes by itself then`;
       if (await deps.store.pauseCampaign(campaignId, reason, suspended.until))
         deps.logger.warn(
           { campaign: campaignId, until: suspended.until },
@@ -250,7 +269,7 @@ export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBat
         );
       return true;
     }
-    const budget = deps.errorBudget;
+    const budget = entry.errorBudget;
     if (!budget || !records.some((r) => r.outcome.kind === "failed" && (r.outcome.code ?? 0) >= 500))
       return false;
     const window = await deps.store.recentAttempts(campaignId, budget.window);
@@ -269,15 +288,34 @@ export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBat
     if (!entry) return { ...result, skipped: recipientIds.length };
     let stop = false;
     let failure: { error: unknown } | undefined;
+    // A campaign held to some servers has no more in flight at a time than their connections:
+    // the rest would only wait for one and be deferred.
+    const own = entry.servers
+      ? new SendSlots(Math.max(1, deps.transport.capacityOf(entry.servers)))
+      : undefined;
+    const freeConnections = (n: number) => {
+      inFlight.release(n);
+      own?.release(n);
+    };
+
+    /** Takes up to `want` rows' worth of every bound, or 0 once the batch stops or is aborted. */
+    async function takeSlots(want: number): Promise<number> {
+      const mine = own ? await own.acquire(want, context.signal) : want;
+      const held = mine > 0 && !stop ? await unrecorded.acquire(mine, context.signal) : 0;
+      const taken = held > 0 && !stop ? await inFlight.acquire(held, context.signal) : 0;
+      own?.release(mine - taken);
+      unrecorded.release(held - taken);
+      return taken;
+    }
 
     /**
      * Sends a claimed chunk, then records it; its slots are given back as each part ends. It
      * never rejects: the batch's first failure is kept and thrown once every chunk has ended.
      */
-    const sendAndRecord = async (claimed: RecipientRow[], held: number): Promise<void> => {
+    const sendAndRecord = async (claimed: RecipientRow[], taken: number): Promise<void> => {
       try {
         const records = await Promise.all(
-          claimed.map((recipient) => sendOne(entry, recipient).finally(() => inFlight.release(1))),
+          claimed.map((recipient) => sendOne(entry, recipient).finally(() => freeConnections(1))),
         );
         await record(records, context.signal);
         for (const { outcome } of records) {
@@ -287,12 +325,12 @@ export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBat
           else result.unknown++;
         }
         // A campaign that pauses itself stops here: the rest of the batch is not queued any more.
-        if (await pausedItself(campaignId, records)) stop = true;
+        if (await pausedItself(campaignId, entry, records)) stop = true;
       } catch (error) {
         stop = true;
         failure ??= { error };
       } finally {
-        unrecorded.release(held);
+        unrecorded.release(taken);
       }
     };
 
@@ -302,10 +340,7 @@ export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBat
     const chunks: Promise<void>[] = [];
     let next = 0;
     while (next < recipientIds.length && !stop) {
-      const held = await unrecorded.acquire(recipientIds.length - next, context.signal);
-      if (held === 0) break;
-      const taken = stop ? 0 : await inFlight.acquire(held, context.signal);
-      unrecorded.release(held - taken);
+      const taken = await takeSlots(recipientIds.length - next);
       if (taken === 0) break;
       const chunk = recipientIds.slice(next, next + taken);
       next += chunk.length;
@@ -315,13 +350,13 @@ export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBat
         const ours = new Set(chunk);
         claimed = (await claimRows(chunk)).filter((row) => ours.has(row.id));
       } catch (error) {
-        inFlight.release(taken);
+        freeConnections(taken);
         unrecorded.release(taken);
         failure ??= { error };
         break;
       }
       result.skipped += chunk.length - claimed.length;
-      inFlight.release(chunk.length - claimed.length);
+      freeConnections(chunk.length - claimed.length);
       chunks.push(sendAndRecord(claimed, taken));
     }
     await Promise.all(chunks);

@@ -44,16 +44,27 @@ export type SendResult =
       retryAfterMs?: number;
     };
 
+/** What one message may go through. */
+export interface SendOptions {
+  /** The names of the servers it may use (a campaign's `servers`); absent or null: any. */
+  servers?: readonly string[] | null | undefined;
+}
+
 export interface Transport {
   /** SMTP transactions it can have in flight at once: its connections over every server. */
   readonly capacity: number;
-  send(message: OutgoingMessage): Promise<SendResult>;
+  /** The connections over the named servers (those of them configured here); absent or null: `capacity`. */
+  capacityOf(servers?: readonly string[] | null): number;
+  send(message: OutgoingMessage, options?: SendOptions): Promise<SendResult>;
   /** Checks that every server answers; throws with the first that does not. */
   verify(): Promise<void>;
   /** Each server's state and figures, as this process sees them. */
   figures(): ServerFigures[];
-  /** When every server is suspended (not merely out): when the first resumes, and why. */
-  allSuspended(): { until: Date; reply: string | null } | undefined;
+  /**
+   * When every server (of `servers` when given) is suspended, not merely out: when the first
+   * resumes, and why.
+   */
+  allSuspended(servers?: readonly string[] | null): { until: Date; reply: string | null } | undefined;
   close(): void;
 }
 
@@ -222,6 +233,8 @@ export function createSmtpTransport(
     };
   });
   type Server = (typeof pool)[number];
+  const among = (servers: readonly string[] | null | undefined): Server[] =>
+    servers ? pool.filter((s) => servers.includes(s.spec.name)) : pool;
 
   function pick(candidates: Server[]): Server {
     const free = candidates.filter((s) => s.pace.hasFreeConnection);
@@ -263,17 +276,26 @@ export function createSmtpTransport(
     return { ok: false, kind: "deferred", code, error, server, retryAfterMs: deferFor(retryAfterMs) };
   }
 
-  async function send(message: OutgoingMessage): Promise<SendResult> {
+  async function send(message: OutgoingMessage, options: SendOptions = {}): Promise<SendResult> {
+    const allowed = among(options.servers);
+    if (allowed.length === 0) {
+      // Another worker may have the campaign's servers (a process configured apart): wait for it.
+      return deferred(
+        pool[0]!.spec.name,
+        `none of the campaign's servers (${options.servers!.join(", ")}) is configured in this worker (it has ${pool.map((s) => s.spec.name).join(", ")})`,
+        10_000,
+      );
+    }
     const group = lookup(recipientDomain(message.to.address));
     const deadline = Date.now() + maxWaitMs;
     const tried = new Set<Server>();
     let last: { server: string; error: string; code: number | null } | undefined;
     for (;;) {
       const now = Date.now();
-      for (const server of pool) server.pace.refresh(now);
-      const candidates = pool.filter((s) => s.pace.usable && !tried.has(s));
+      for (const server of allowed) server.pace.refresh(now);
+      const candidates = allowed.filter((s) => s.pace.usable && !tried.has(s));
       if (candidates.length === 0) {
-        const waits = pool.filter((s) => s.pace.until).map((s) => s.pace.until!.getTime() - now);
+        const waits = allowed.filter((s) => s.pace.until).map((s) => s.pace.until!.getTime() - now);
         const retry = waits.length > 0 ? Math.min(...waits) : MIN_DEFER_MS;
         if (last)
           return deferred(
@@ -282,8 +304,9 @@ export function createSmtpTransport(
             retry,
             last.code,
           );
-        const states = pool.map((s) => `${s.spec.name} ${s.pace.state}`).join(", ");
-        return deferred(pool[0]!.spec.name, `no SMTP server is in (${states})`, retry);
+        const states = allowed.map((s) => `${s.spec.name} ${s.pace.state}`).join(", ");
+        const none = options.servers ? "none of the campaign's SMTP servers" : "no SMTP server";
+        return deferred(allowed[0]!.spec.name, `${none} is in (${states})`, retry);
       }
       const server = pick(candidates);
       const name = server.spec.name;
@@ -368,6 +391,7 @@ export function createSmtpTransport(
 
   return {
     capacity: pool.reduce((sum, s) => sum + s.pace.maxConnections, 0),
+    capacityOf: (servers) => among(servers).reduce((sum, s) => sum + s.pace.maxConnections, 0),
     send,
     async verify() {
       for (const server of pool) {
@@ -387,11 +411,12 @@ export function createSmtpTransport(
         return s.pace.figures(now);
       });
     },
-    allSuspended() {
+    allSuspended(servers) {
       const now = Date.now();
-      for (const s of pool) s.pace.refresh(now);
-      if (!pool.every((s) => s.pace.state === "suspended")) return undefined;
-      const first = pool.reduce((a, b) => (a.pace.until!.getTime() <= b.pace.until!.getTime() ? a : b));
+      const these = among(servers);
+      for (const s of these) s.pace.refresh(now);
+      if (these.length === 0 || !these.every((s) => s.pace.state === "suspended")) return undefined;
+      const first = these.reduce((a, b) => (a.pace.until!.getTime() <= b.pace.until!.getTime() ? a : b));
       return { until: first.pace.until!, reply: first.pace.lastReply };
     },
     close() {

@@ -185,6 +185,95 @@ describe("the pace against real relays", () => {
     }
   }, 120_000);
 
+  describe("two workers, two servers, one stopped in the middle of a campaign", () => {
+    let redis: RedisServer;
+    let database: Awaited<ReturnType<typeof createTestDatabase>>;
+    let cluster: Cluster | undefined;
+    const stopped: TestSmtpServer[] = [];
+    beforeAll(async () => {
+      [redis, database] = await Promise.all([startRedisServer(), createTestDatabase()]);
+    });
+    afterAll(async () => {
+      await cluster?.stop();
+      for (const server of stopped) await server.close();
+      await redis?.stop();
+      await database?.drop();
+    });
+
+    it("sends every recipient by the other, marks the stopped one out within 10 s and back in after it returns", async () => {
+      const good = await startTestSmtpServer({ keepBodies: false });
+      const port = await freePort();
+      let bad = await startTestSmtpServer({ port, keepBodies: false });
+      const first = bad;
+      stopped.push(good, bad);
+      // A rate on each keeps the campaign going long enough to stop one in its middle.
+      const connections = 5;
+      const workers = 2;
+      cluster = await startCluster({
+        env: {
+          LOVAGE_DATABASE_URL: database.url,
+          LOVAGE_BROKER_URL: redis.url,
+          LOVAGE_SMTP_URL: `${good.url}?name=good&rate=100,smtp://127.0.0.1:${port}?name=bad&rate=100&connections=${connections}`,
+        },
+        workers,
+      });
+      const smtp = async () =>
+        (
+          await api<{
+            servers: { name: string; state: string; workers: { state: string }[] }[];
+            events: { name: string; kind: string; at: string }[];
+          }>(cluster!.api, "GET", "/api/smtp")
+        ).body;
+      const recipients = list(`fo${Date.now().toString(36)}`, 2000, "example.com");
+      const id = await send(cluster.api, recipients);
+      await waitFor(async () => (await view(cluster!.api, id)).counts.sent! >= 300, {
+        timeoutMs: 60_000,
+        message: "300 sent",
+      });
+      await bad.close();
+      const stoppedAt = Date.now();
+      expect((await view(cluster.api, id)).status).toBe("sending");
+      await waitFor(async () => (await smtp()).events.find((e) => e.name === "bad" && e.kind === "out"), {
+        timeoutMs: 10_000,
+        intervalMs: 250,
+        message: "the stopped server marked out",
+      });
+      const outAfterMs = Date.now() - stoppedAt;
+      expect(outAfterMs).toBeLessThan(10_000);
+
+      const done = await completed(cluster.api, id, 120_000);
+      console.log(
+        `failover over ${workers} workers: out after ${outAfterMs} ms; sent ${done.counts.sent}, unknown ${done.counts.unknown}; the stopped server had ${recipients.filter((r) => first.deliveries(r) > 0).length}`,
+      );
+      expect(done.counts.failed).toBe(0);
+      // Transactions in flight on the stopped server may have been delivered: at most its connections per worker.
+      expect(done.counts.unknown).toBeLessThanOrEqual(connections * workers);
+      expect(done.counts.sent! + done.counts.unknown!).toBe(2000);
+      expect(recipients.filter((r) => good.deliveries(r) + first.deliveries(r) > 1)).toEqual([]);
+      const attempts = await attemptsOf(cluster.api, id);
+      // Refused connections are not attempts: whatever the stopped server did not take, the other sent on its first.
+      const unsent = recipients.filter((r) => good.deliveries(r) + first.deliveries(r) === 0);
+      expect(unsent.length).toBeLessThanOrEqual(done.counts.unknown!);
+      expect(recipients.filter((r) => good.deliveries(r) === 1 && attempts.get(r) !== 1)).toEqual([]);
+
+      bad = await startTestSmtpServer({ port, keepBodies: false });
+      stopped.push(bad);
+      const returnedAt = Date.now();
+      // Back in within a cool-down (30 s at most) and a probe, with no traffic: in for every worker.
+      await waitFor(
+        async () => {
+          const server = (await smtp()).servers.find((s) => s.name === "bad");
+          return server?.workers.length === workers && server.workers.every((w) => w.state === "in");
+        },
+        { timeoutMs: 60_000, intervalMs: 500, message: "the server back in for both workers" },
+      );
+      const events = (await smtp()).events.filter(
+        (e) => e.name === "bad" && e.kind === "in" && Date.parse(e.at) >= returnedAt - 1_000,
+      );
+      expect(events.length).toBeGreaterThan(0);
+    }, 240_000);
+  });
+
   describe("two workers sharing a server's limit of 50 messages per second through Redis", () => {
     let redis: RedisServer;
     let database: Awaited<ReturnType<typeof createTestDatabase>>;

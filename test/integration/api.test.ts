@@ -40,6 +40,8 @@ interface CampaignView {
   statusReason: string | null;
   total: number;
   counts: Record<string, number>;
+  servers: string[] | null;
+  errorBudget: { share: number; window: number; minimum: number } | false | null;
 }
 interface Created {
   campaign: CampaignView;
@@ -116,6 +118,7 @@ describe("the HTTP API", () => {
       maxUploadBytes: 100 * 1024 * 1024,
       defaultFrom: "Lovage <no-reply@lovage.test>",
       catcherEnabled: true,
+      smtpServerNames: () => ["relay-a", "relay-b"],
       ping: { database: store.ping, broker: broker.ping },
     };
     app = await buildApp(deps);
@@ -493,6 +496,88 @@ describe("the HTTP API", () => {
       const error = expectError(response, 400, "bad_request");
       expect(error.message).toContain("subject");
       expect(error.details).toEqual([{ field: "subject", reason: "is required" }]);
+    });
+
+    it("keeps the SMTP servers and the error budget a campaign names, as JSON and as multipart fields", async () => {
+      const json = await createCampaign({
+        subject: "Through relay-b",
+        text: "Hi",
+        servers: ["relay-b"],
+        errorBudget: { share: 0.05, window: 100, minimum: 20 },
+        recipients: ["b1@example.com"],
+      });
+      expect(json.campaign).toMatchObject({
+        servers: ["relay-b"],
+        errorBudget: { share: 0.05, window: 100, minimum: 20 },
+      });
+      const read = await call({ method: "GET", url: `/api/campaigns/${json.campaign.id}` });
+      expect(read.json<CampaignView>()).toMatchObject({
+        servers: ["relay-b"],
+        errorBudget: { share: 0.05, window: 100, minimum: 20 },
+      });
+
+      const form = await call({
+        method: "POST",
+        url: "/api/campaigns",
+        ...(await multipart([
+          ["subject", "Through either"],
+          ["text", "Hi"],
+          ["servers", "relay-a, relay-b"],
+          ["errorBudget", "off"],
+          ["recipients", "f1@example.com"],
+        ])),
+      });
+      expect(form.statusCode, form.body).toBe(202);
+      expect(form.json<Created>().campaign).toMatchObject({
+        servers: ["relay-a", "relay-b"],
+        errorBudget: false,
+      });
+
+      const plain = await createCampaign({ subject: "Any", text: "Hi", recipients: ["p1@example.com"] });
+      expect(plain.campaign).toMatchObject({ servers: null, errorBudget: null });
+    });
+
+    it("refuses a server that is not configured, listing the known ones, and a bad error budget, and stores nothing", async () => {
+      const before = await campaignCount();
+      const response = await call({
+        method: "POST",
+        url: "/api/campaigns",
+        payload: {
+          subject: "Nowhere",
+          text: "Hi",
+          servers: ["relay-a", "relay-c"],
+          errorBudget: { share: 10, window: 200, minimum: 50 },
+          recipients: ["n1@example.com"],
+        },
+      });
+      const error = expectError(response, 400, "bad_request");
+      const details = error.details as { field: string; reason: string }[];
+      expect(details.map((d) => d.field)).toEqual(["servers", "errorBudget"]);
+      expect(details[0]!.reason).toMatch(/"relay-c" is not a configured server.*relay-a, relay-b/);
+      expect(details[1]!.reason).toMatch(/share above 0 and below 1/);
+      // The same names and checks for a preview: it renders what the campaign would send.
+      const preview = await call({
+        method: "POST",
+        url: "/api/campaigns/preview",
+        payload: { subject: "Nowhere", text: "Hi", servers: ["relay-c"], to: "x@example.com" },
+      });
+      expect(expectError(preview, 400, "bad_request").details).toEqual([
+        { field: "servers", reason: expect.stringContaining('"relay-c"') as unknown },
+      ]);
+      const unknownField = await call({
+        method: "POST",
+        url: "/api/campaigns",
+        payload: {
+          subject: "Odd budget",
+          text: "Hi",
+          errorBudget: { share: 0.1, window: 200, minimum: 50, max: 3 },
+          recipients: ["o1@example.com"],
+        },
+      });
+      expect(JSON.stringify(expectError(unknownField, 400, "bad_request").details)).toContain(
+        "body.errorBudget.max",
+      );
+      expect(await campaignCount()).toBe(before);
     });
 
     it("refuses every problem of the message at once", async () => {

@@ -252,7 +252,7 @@ describe("bad input", () => {
         "bad_request",
       );
       expect(error.message).toMatch(
-        /^invalid request: body\.send_at: unknown field \(known: name, from, subject, text, html, priority, sendAt, replyTo, headers, listUnsubscribe, ignoreManualSuppressions, recipients\)$/,
+        /^invalid request: body\.send_at: unknown field \(known: name, from, subject, text, html, priority, sendAt, replyTo, headers, listUnsubscribe, ignoreManualSuppressions, servers, errorBudget, recipients\)$/,
       );
       expect(error.details).toEqual([
         { field: "body.send_at", reason: expect.stringMatching(/^unknown field/) as unknown },

@@ -4,7 +4,7 @@
  * and come back. Each test counts what the servers saw, not only what the log says.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { getCampaign } from "../../src/db/campaigns.js";
+import { getCampaign, type NewCampaign } from "../../src/db/campaigns.js";
 import { countsByCampaign, listAttempts, listRecipients } from "../../src/db/recipients.js";
 import { createCampaign } from "../../src/mail/campaigns.js";
 import { resumeCampaign, retryCampaign } from "../../src/mail/campaign-lifecycle.js";
@@ -115,7 +115,7 @@ describe("sending at the receiver's pace", () => {
     return Array.from({ length: n }, (_, i) => `${tag}-${i}@${domain}`);
   };
 
-  async function campaignOf(list: string[]) {
+  async function campaignOf(list: string[], own: Pick<NewCampaign, "servers" | "errorBudget"> = {}) {
     const created = await createCampaign(
       createCampaignStore(backend.store.db),
       {
@@ -130,6 +130,7 @@ describe("sending at the receiver's pace", () => {
         headers: {},
         listUnsubscribe: true,
         ignoreManualSuppressions: false,
+        ...own,
       },
       parseJsonRecipients(list),
     );
@@ -313,6 +314,74 @@ describe("sending at the receiver's pace", () => {
       timeoutMs: 30_000,
       message: "more sent",
     });
+  }, 150_000);
+
+  it("sends a campaign that names one of two servers through that one only, and lets it wait while that one is out", async () => {
+    const port = await freePort();
+    let chosen = await server(undefined, port);
+    const first = chosen;
+    const other = await server();
+    await start([`smtp://127.0.0.1:${port}?name=chosen`, `${other.url}?name=other`]);
+    const list = addresses(200);
+    const id = await campaignOf(list, { servers: ["chosen"] });
+    await waitFor(async () => (await counts(id)).sent >= 30, { timeoutMs: 30_000, message: "30 sent" });
+    await chosen.close();
+    servers.splice(servers.indexOf(chosen), 1);
+    // Out, as when every server is out: the recipients wait (pending, no attempt spent), and the
+    // other server, which is in, gets none of them.
+    await waitFor(() => events.find((e) => e.name === "chosen" && e.kind === "out"), {
+      timeoutMs: 10_000,
+      message: "the campaign's server marked out",
+    });
+    const downUntil = Date.now() + 4_000;
+    while (Date.now() < downUntil) {
+      expect((await counts(id)).failed).toBe(0);
+      expect((await status(id)).status).toBe("sending");
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    chosen = await server(undefined, port);
+    const done = await completed(id, 90_000);
+    expect(done.failed).toBe(0);
+    // Transactions in flight on it when it stopped may be `unknown`: at most its connections.
+    expect(done.unknown).toBeLessThanOrEqual(5);
+    expect(done.sent + done.unknown).toBe(200);
+    expect(list.filter((a) => other.deliveries(a) > 0)).toEqual([]);
+    const rows = await listRecipients(backend.store.db, { campaignId: id, limit: 1000 });
+    const sent = rows.filter((r) => r.status === "sent").map((r) => r.email);
+    expect(sent.filter((a) => first.deliveries(a) + chosen.deliveries(a) !== 1)).toEqual([]);
+
+    // A campaign with no servers named still uses both.
+    const both = addresses(100);
+    expect(await completed(await campaignOf(both))).toMatchObject({ sent: 100, failed: 0 });
+    expect(both.filter((a) => other.deliveries(a) === 1).length).toBeGreaterThan(0);
+  }, 150_000);
+
+  it("pauses a campaign with a stricter error budget earlier than the default would, and never one with none", async () => {
+    const smtp = await server(({ recipient }) =>
+      Number(/-(\d+)@/.exec(recipient)![1]) % 10 < 3
+        ? { code: 550, message: "5.1.1 No such user here" }
+        : "accept",
+    );
+    // The process default is on (more than 10% of the last 200, after at least 50).
+    await start([smtp.url], { budget: true });
+    const strict = await campaignOf(addresses(300), { errorBudget: { share: 0.1, window: 20, minimum: 10 } });
+    await waitFor(async () => (await status(strict)).status === "paused", {
+      timeoutMs: 60_000,
+      message: "the strict campaign paused",
+    });
+    expect((await status(strict)).statusReason).toMatch(
+      /of the last \d+ attempts failed permanently .*more than 10%/,
+    );
+    // Chunks in flight finish; then every attempt made is counted: fewer than the default's minimum.
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const attempts = async (id: number) => {
+      const c = await counts(id);
+      return c.sent + c.failed;
+    };
+    expect(await attempts(strict)).toBeLessThan(DEFAULT_ERROR_BUDGET.minimum);
+
+    const none = await campaignOf(addresses(300), { errorBudget: false });
+    expect(await completed(none, 90_000)).toMatchObject({ sent: 210, failed: 90 });
   }, 150_000);
 
   it("keeps a limited domain at its rate without holding up the other domain", async () => {

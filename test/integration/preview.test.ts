@@ -130,6 +130,41 @@ describe("preview and test send", () => {
     expect(refused.json<{ error: string }>().error).toMatch(/no such user/);
   });
 
+  it("sends a test through the servers the campaign names, and refuses one that is not configured", async () => {
+    const other = await startTestSmtpServer();
+    const both = createSmtpTransport([`${smtp.url}?name=first`, `${other.url}?name=second`], {
+      poolSize: 1,
+      timeoutMs: 5_000,
+    });
+    const named = await buildApp({
+      ...api.deps,
+      messageSettings: { tokens: createTokens("a preview test secret value") },
+      testTransport: both,
+      smtpServerNames: () => ["first", "second"],
+    });
+    try {
+      const send = (servers: string[]) =>
+        named.inject({
+          method: "POST",
+          url: "/api/campaigns/test-send",
+          headers: { authorization: `Bearer ${api.token}` },
+          payload: { ...campaign, servers, to: "named@example.com", fields: { city: "Huế" } },
+        });
+      for (let i = 0; i < 3; i++) {
+        const response = await send(["second"]);
+        expect(response.statusCode, response.body).toBe(200);
+        expect(response.json()).toMatchObject({ ok: true, server: "second" });
+      }
+      expect(other.deliveries("named@example.com")).toBe(3);
+      const unknown = await send(["third"]);
+      expect(expectError(unknown, 400, "bad_request").message).toMatch(/"third".*first, second/);
+    } finally {
+      await named.close();
+      both.close();
+      await other.close();
+    }
+  });
+
   it("answers 409 when the process has no SMTP server to send through", async () => {
     const response = await api.call({
       method: "POST",

@@ -126,3 +126,72 @@ describe("validateCampaignInput: sender and headers", () => {
     ]);
   });
 });
+
+describe("validateCampaignInput: servers and error budget", () => {
+  const base = { subject: "Hi", text: "Hello" };
+  const known = ["relay-a", "relay-b"];
+  const check = (input: Record<string, unknown>) =>
+    validateCampaignInput(input, "a@shop.example", new Date(), known);
+  const problemsOf = (input: Record<string, unknown>) => {
+    try {
+      check(input);
+      return [];
+    } catch (error) {
+      return (error as { details: { field: string; reason: string }[] }).details;
+    }
+  };
+
+  it("takes servers as an array, as JSON text or as names separated by commas", () => {
+    expect(check({ ...base, servers: ["relay-b", "relay-b"] }).servers).toEqual(["relay-b"]);
+    expect(check({ ...base, servers: '["relay-a"]' }).servers).toEqual(["relay-a"]);
+    expect(check({ ...base, servers: "relay-a, relay-b" }).servers).toEqual(["relay-a", "relay-b"]);
+    expect(check(base).servers).toBeNull();
+  });
+
+  it("names an unknown server and lists the configured ones", () => {
+    expect(problemsOf({ ...base, servers: ["relay-c", "relay-a"] })).toEqual([
+      {
+        field: "servers",
+        reason:
+          '"relay-c" is not a configured server: the configured servers are relay-a, relay-b (the name= of each URL in LOVAGE_SMTP_URL)',
+      },
+    ]);
+    expect(problemsOf({ ...base, servers: [] })[0]?.reason).toMatch(/at least one/);
+    expect(problemsOf({ ...base, servers: [1] })[0]?.reason).toMatch(/array of server names/);
+    expect(
+      (() => {
+        try {
+          validateCampaignInput({ ...base, servers: ["x"] }, "a@shop.example");
+          return "";
+        } catch (error) {
+          return (error as Error).message;
+        }
+      })(),
+    ).toMatch(/no SMTP server is configured/);
+  });
+
+  it("takes an error budget as an object, false, JSON text or the setting's text", () => {
+    const budget = { share: 0.05, window: 100, minimum: 20 };
+    expect(check({ ...base, errorBudget: budget }).errorBudget).toEqual(budget);
+    expect(check({ ...base, errorBudget: JSON.stringify(budget) }).errorBudget).toEqual(budget);
+    expect(check({ ...base, errorBudget: "5%/100/20" }).errorBudget).toEqual(budget);
+    expect(check({ ...base, errorBudget: false }).errorBudget).toBe(false);
+    expect(check({ ...base, errorBudget: "off" }).errorBudget).toBe(false);
+    expect(check(base).errorBudget).toBeNull();
+  });
+
+  it.each([
+    [{ share: 10, window: 200, minimum: 50 }],
+    [{ share: 0.1, window: 200, minimum: 300 }],
+    [{ share: 0.1, window: 0, minimum: 0 }],
+    [{ share: 0.1, window: 20.5, minimum: 5 }],
+    [{ share: 0.1, window: 200 }],
+    [{ share: 0.1, window: 200, minimum: 50, extra: 1 }],
+    [true],
+    ["10/200/50"],
+  ])("refuses the error budget %j, saying what a valid one is", (errorBudget) => {
+    const [problem] = problemsOf({ ...base, errorBudget });
+    expect(problem?.field).toBe("errorBudget");
+    expect(problem?.reason).toMatch(/expected|unknown field/);
+  });
+});

@@ -71,6 +71,24 @@ const campaignFields = {
     description:
       "default false: true sends to addresses suppressed by hand (reason manual), never to unsubscribed, bounced or complained ones",
   },
+  servers: {
+    type: ["array", "string", "null"],
+    items: { type: "string", maxLength: 64 },
+    maxItems: 100,
+    description:
+      "the names (name= in LOVAGE_SMTP_URL) of the SMTP servers it must use, failing over only among them; default: any. An unknown name is a 400 listing the configured ones. In a multipart form, names separated by commas or a JSON array",
+  },
+  errorBudget: {
+    type: ["object", "boolean", "string", "null"],
+    additionalProperties: false,
+    properties: {
+      share: { type: "number", description: "above 0 and below 1: 0.1 pauses at more than 10%" },
+      window: { type: "integer", description: "the last N attempts, 1 to 100000" },
+      minimum: { type: "integer", description: "no pause before this many attempts, at most window" },
+    },
+    description:
+      'its own error budget, {share, window, minimum} (like {"share": 0.05, "window": 100, "minimum": 20}), or false for none; default: LOVAGE_ERROR_BUDGET. Also the setting\'s text, "5%/100/20" or "off"; in a multipart form, JSON or that text',
+  },
   recipients: {
     type: ["string", "array"],
     description:
@@ -247,9 +265,10 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
   const tags = ["campaigns"];
 
   const messageSettings = messageSettingsOf(deps);
+  const serverNames = () => deps.smtpServerNames?.() ?? [];
   const sampleOf = (body: SampleBody) => {
     const { to, fields, ...input } = body;
-    const campaign = validateCampaignInput(input, deps.defaultFrom);
+    const campaign = validateCampaignInput(input, deps.defaultFrom, new Date(), serverNames());
     checkUnsubscribePlaceholder(campaign, deps.publicUrl);
     return { campaign, sample: { to, fields } };
   };
@@ -323,7 +342,7 @@ export async function campaignRoutes(app: FastifyInstance, deps: AppDeps): Promi
     async (request, reply) => {
       const parsed = request.isMultipart() ? await readMultipart(request, deps) : readJson(request.body);
       try {
-        const campaign = validateCampaignInput(parsed.fields, deps.defaultFrom);
+        const campaign = validateCampaignInput(parsed.fields, deps.defaultFrom, new Date(), serverNames());
         checkUnsubscribePlaceholder(campaign, deps.publicUrl);
         const created = await createCampaign(campaigns, campaign, parsed.items);
         deps.dispatcher?.wake();

@@ -64,7 +64,8 @@ export const send: Command = {
   name: "send",
   summary: "Send a campaign from a CSV or TXT file and follow its progress",
   help: `Usage: lovage send --file LIST --subject SUBJECT (--text TEXT | --text-file F) [--html-file F]
-                   [--from ADDRESS] [--name NAME] [--priority N] [--no-follow]
+                   [--from ADDRESS] [--name NAME] [--priority N] [--servers NAME,…]
+                   [--error-budget SHARE%/WINDOW/MINIMUM | off] [--no-follow]
 
 LIST is a CSV with a header row (an "email" column; every other column is a placeholder
 such as {{name}}) or a TXT file with one address per line. Rejected lines are listed with
@@ -73,6 +74,9 @@ Exit code 0 when every recipient was sent, 1 otherwise.
 
 Text and HTML files are read as UTF-8 (or UTF-16 with a byte order mark) and sent whole;
 one larger than the server's LOVAGE_MAX_BODY_BYTES is refused with the limit, nothing sent.
+
+--servers sends only through those SMTP servers (the name= of LOVAGE_SMTP_URL's URLs);
+--error-budget replaces LOVAGE_ERROR_BUDGET for this campaign (off: it never pauses itself).
 
 ${CONNECTION_HELP}`,
   async run(args, env) {
@@ -86,6 +90,8 @@ ${CONNECTION_HELP}`,
       from: { type: "string" },
       name: { type: "string" },
       priority: { type: "string" },
+      servers: { type: "string" },
+      "error-budget": { type: "string" },
       "no-follow": { type: "boolean" },
     });
     if (values.help) {
@@ -114,6 +120,8 @@ ${CONNECTION_HELP}`,
     if (values.from) form.set("from", values.from);
     if (values.name) form.set("name", values.name);
     if (values.priority) form.set("priority", values.priority);
+    if (values.servers) form.set("servers", values.servers);
+    if (values["error-budget"]) form.set("errorBudget", values["error-budget"]);
     // openAsBlob streams the file from disk as the request is sent; it is never read whole.
     form.set("file", await openAsBlob(values.file), basename(values.file));
     const response = await fetch(`${client.url}/api/campaigns`, {

@@ -38,6 +38,10 @@ export interface Campaign {
   priority: number;
   /** When it starts sending; null: at once. */
   sendAt: string | null;
+  /** The SMTP servers it must use; null: any. */
+  servers?: string[] | null;
+  /** Its own error budget, false for none; null: the server's LOVAGE_ERROR_BUDGET. */
+  errorBudget?: { share: number; window: number; minimum: number } | false | null;
   status: CampaignStatus;
   statusReason: string | null;
   createdAt: string;
@@ -304,6 +308,10 @@ export interface CampaignFields {
   replyTo?: string;
   /** Unset: true (List-Unsubscribe when the server has a public URL). */
   listUnsubscribe?: boolean;
+  /** Server names separated by commas; unset: any server. */
+  servers?: string;
+  /** `5%/100/20` or `off`; unset: the server's LOVAGE_ERROR_BUDGET. */
+  errorBudget?: string;
 }
 
 export interface MessagePreview {

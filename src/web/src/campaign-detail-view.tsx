@@ -66,6 +66,19 @@ export function CampaignDetailView({ id, importResult, onDismissImport }: Props)
               · sends {campaign.sendAt ? formatTime(campaign.sendAt) : "at once"}
             </span>
             <span data-testid="campaign-priority"> · priority {campaign.priority}</span>
+            {campaign.servers && (
+              <span data-testid="campaign-servers"> · through {campaign.servers.join(", ")}</span>
+            )}
+            {campaign.errorBudget === false && (
+              <span data-testid="campaign-error-budget"> · no error budget</span>
+            )}
+            {campaign.errorBudget && (
+              <span data-testid="campaign-error-budget">
+                {" "}
+                · pauses above {campaign.errorBudget.share * 100}% of the last {campaign.errorBudget.window}{" "}
+                attempts (after {campaign.errorBudget.minimum})
+              </span>
+            )}
             {campaign.completedAt && <> · finished {formatTime(campaign.completedAt)}</>}
           </div>
         </div>

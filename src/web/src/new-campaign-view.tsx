@@ -34,6 +34,8 @@ export function NewCampaignView({ onCreated }: { onCreated: (result: CreateCampa
   const [rejected, setRejected] = useState<RejectedReport>({ rejected: [], rejectedCount: 0 });
   const [replyTo, setReplyTo] = useState("");
   const [listUnsubscribe, setListUnsubscribe] = useState(true);
+  const [servers, setServers] = useState("");
+  const [errorBudget, setErrorBudget] = useState("");
   const [testTo, setTestTo] = useState("");
   const [preview, setPreview] = useState<MessagePreview | null>(null);
   const [testAnswer, setTestAnswer] = useState<TestSendAnswer | null>(null);
@@ -47,6 +49,8 @@ export function NewCampaignView({ onCreated }: { onCreated: (result: CreateCampa
     html: html.trim() ? html : undefined,
     replyTo: replyTo.trim() || undefined,
     listUnsubscribe: listUnsubscribe ? undefined : false,
+    servers: servers.trim() || undefined,
+    errorBudget: errorBudget.trim() || undefined,
   });
 
   const sample = async (kind: "preview" | "test") => {
@@ -149,6 +153,33 @@ export function NewCampaignView({ onCreated }: { onCreated: (result: CreateCampa
                 data-testid="campaign-list-unsubscribe"
               />
               <span>One-click unsubscribe header (uncheck only for transactional mail)</span>
+            </label>
+          </div>
+          <div className="row-2">
+            <label className="field">
+              <span>
+                SMTP servers{" "}
+                <em className="muted">optional; names from LOVAGE_SMTP_URL, separated by commas</em>
+              </span>
+              <input
+                type="text"
+                value={servers}
+                onChange={(e) => setServers(e.target.value)}
+                placeholder="any server"
+                data-testid="campaign-servers"
+              />
+            </label>
+            <label className="field">
+              <span>
+                Error budget <em className="muted">optional; share%/window/minimum, or off</em>
+              </span>
+              <input
+                type="text"
+                value={errorBudget}
+                onChange={(e) => setErrorBudget(e.target.value)}
+                placeholder="the server's (10%/200/50 by default)"
+                data-testid="campaign-error-budget"
+              />
             </label>
           </div>
           <label className="field">
