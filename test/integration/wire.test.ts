@@ -24,6 +24,7 @@ import { createCampaignStore, createDispatchStore, createSendStore } from "../..
 import { openBackend, type Backend } from "../helpers/backends.js";
 import { waitFor } from "../helpers/lovage-process.js";
 import { startTestSmtpServer, type TestSmtpServer } from "../helpers/smtp-server.js";
+import { makeTestCertificates, type TestCertificates } from "../helpers/tls-cert.js";
 
 const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
 const tokens = createTokens("a wire test secret, 32 characters");
@@ -42,11 +43,16 @@ const NAMES = [
 describe("the message on the wire", () => {
   let backend: Backend;
   let smtp: TestSmtpServer;
+  let certs: TestCertificates;
+  /** A relay that offers STARTTLS, with a certificate of the test's own CA. */
+  let tlsRelay: TestSmtpServer;
   let running: { worker: RunningWorker; dispatcher: Dispatcher; transport: Transport } | undefined;
 
   beforeAll(async () => {
     backend = await openBackend("embedded");
     smtp = await startTestSmtpServer({ stage: "data" });
+    certs = makeTestCertificates();
+    tlsRelay = await startTestSmtpServer({ tls: { key: certs.key, cert: certs.cert } });
   });
   afterEach(async () => {
     if (!running) return;
@@ -57,11 +63,17 @@ describe("the message on the wire", () => {
   });
   afterAll(async () => {
     await smtp?.close();
+    await tlsRelay?.close();
+    certs?.remove();
     await backend?.close();
   });
 
   async function start(url = smtp.url, maxAttempts = 3) {
-    const transport = createSmtpTransport([url], { poolSize: 2, timeoutMs: 5_000 });
+    const transport = createSmtpTransport([url], {
+      poolSize: 2,
+      timeoutMs: 5_000,
+      connection: { ca: certs.ca },
+    });
     const registry = new TaskRegistry().register(
       createSendBatchTask({
         store: createSendStore(backend.store.db),
@@ -233,6 +245,16 @@ describe("the message on the wire", () => {
     expect(single(mail.to).name).toBe("Eve Bcc: stolen@evil.example");
     expect(mail.subject).toBe("Hi Eve Bcc: stolen@evil.example x body?");
     expect(smtp.deliveries("stolen@evil.example")).toBe(0);
+  });
+
+  it("sends every message of a campaign over TLS when the relay offers STARTTLS, on a plain smtp:// URL", async () => {
+    const list = Array.from({ length: 12 }, (_, i) => `over-tls-${i}@example.com`);
+    const id = await campaign({}, list);
+    await start(tlsRelay.url);
+    expect((await completed(id)).sent).toBe(list.length);
+    const received = tlsRelay.received.filter((m) => m.envelopeTo[0]!.startsWith("over-tls-"));
+    expect(received).toHaveLength(list.length);
+    expect(received.filter((m) => !m.secure)).toEqual([]);
   });
 
   it("with tls=required, retries then fails recipients of a server without STARTTLS, naming TLS, sending nothing", async () => {
