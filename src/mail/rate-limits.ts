@@ -8,7 +8,7 @@
  * messages each (w about 20 ms, p at least 1); a window's count is one atomic counter of the
  * library, keyed by the window's number, so all workers together never put more than p in a
  * window. Fixed windows let a burst straddle a boundary (p at the end of one, p at the start of
- * the next), so the windows are sized for an average of 93% of R − p: then no one-second span,
+ * the next), so the windows are sized for an average of 95% of R − p: then no one-second span,
  * however placed, holds more than R messages (below a rate of 2/s, R + 1), with room left for
  * the network's jitter between the counter and the server. Windows are numbered from
  * each worker's clock: workers on different machines need their clocks in step (NTP) for the
@@ -51,11 +51,11 @@ const WINDOW_TARGET_MS = 20;
 export function windowOf(perSecond: number): { points: number; windowMs: number } {
   const points = Math.max(1, Math.floor((perSecond * WINDOW_TARGET_MS) / 1000));
   // k windows in a row can hold (k + 1)·p within less than k window lengths; with windows of
-  // p/(R − p) s, any second spans fewer than R/p − 1 whole ones, so at most R messages. The 7%
+  // p/(R − p) s, any second spans fewer than R/p − 1 whole ones, so at most R messages. The 5%
   // off is for the way from the counter to the server: messages counted while the pool opens
   // its connections leave together once it has (measured: up to 5 over the bound at 50/s).
   if (perSecond < 2) return { points, windowMs: 1000 / perSecond };
-  return { points, windowMs: (points * 1000) / ((perSecond - points) * 0.93) };
+  return { points, windowMs: (points * 1000) / ((perSecond - points) * 0.95) };
 }
 
 export function createRateCounters(backend: CounterBackend): RateCounters {
