@@ -432,7 +432,13 @@ describe("the pace against real relays", () => {
       );
       expect(done.counts).toMatchObject({ sent: 600, failed: 0, unknown: 0 });
       expect([...slow, ...fast].filter((r) => domains.deliveries(r) !== 1)).toEqual([]);
-      expect(Math.max(...fastTimes)).toBeLessThan(Math.max(...slowTimes));
+      // The issue's figure: the unlimited domain finishes first. How far ahead is printed, as
+      // "finishing first" alone also holds when it goes at the limited one's pace to the end.
+      const fastDoneAt = Math.max(...fastTimes);
+      console.log(
+        `when the unlimited domain's last was delivered, ${slowTimes.filter((t) => t <= fastDoneAt).length} of the limited one's 300 were`,
+      );
+      expect(fastDoneAt).toBeLessThan(Math.max(...slowTimes));
       expect(maxInAnyWindow(slowTimes)).toBeLessThanOrEqual(11);
       // Waiting for the limit spent no attempt.
       const attempts = await attemptsOf(cluster!.api, id);
