@@ -1,7 +1,9 @@
 /**
  * The pace with real Lovage processes and real SMTP servers: Debian's Postfix with its anvil
- * limits (a relay nobody here wrote), a relay stopped for three minutes, and two workers
- * sharing one server's rate limit through Redis. Default settings unless a test says why.
+ * limits (a relay nobody here wrote), a relay stopped for three minutes, two workers sharing one
+ * server's rate limit through Redis, failover, and the test's own servers scripted to throttle
+ * (421 above 20/s), to refuse (550 for 30%: the error budget) and to time a domain's limit.
+ * Default settings unless a test says why.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startCluster, type Cluster } from "../helpers/cluster.js";
@@ -16,15 +18,19 @@ interface CampaignView {
   status: string;
   statusReason: string | null;
   counts: Record<string, number>;
-  smtpEvents?: { kind: string; name: string; reply: string | null }[];
+  smtpEvents?: { at: string; kind: string; name: string; reply: string | null; worker: string | null }[];
 }
 
-async function send(lovage: LovageProcess, recipients: string[]): Promise<number> {
+async function send(
+  lovage: LovageProcess,
+  recipients: string[],
+  own: { servers?: string[] } = {},
+): Promise<number> {
   const { status, body } = await api<{ campaign: { id: number }; accepted: number }>(
     lovage,
     "POST",
     "/api/campaigns",
-    { from: "Pace <pace@lovage.test>", subject: "Pace {{email}}", text: "Hello", recipients },
+    { from: "Pace <pace@lovage.test>", subject: "Pace {{email}}", text: "Hello", recipients, ...own },
   );
   expect(status).toBe(202);
   expect(body.accepted).toBe(recipients.length);
@@ -272,6 +278,173 @@ describe("the pace against real relays", () => {
       );
       expect(events.length).toBeGreaterThan(0);
     }, 240_000);
+  });
+
+  // One cluster for three cases: each campaign names its own server (`servers`), so one case's
+  // throttling leaves the next one's pace alone, and the processes start once.
+  describe("one API and two workers on Redis and PostgreSQL, a scripted server per case", () => {
+    let redis: RedisServer;
+    let database: Awaited<ReturnType<typeof createTestDatabase>>;
+    let cluster: Cluster | undefined;
+    let throttling: TestSmtpServer;
+    let bouncing: TestSmtpServer;
+    let domains: TestSmtpServer;
+    beforeAll(async () => {
+      [redis, database, throttling, bouncing, domains] = await Promise.all([
+        startRedisServer(),
+        createTestDatabase(),
+        startTestSmtpServer({ keepBodies: false }),
+        startTestSmtpServer({ keepBodies: false }),
+        startTestSmtpServer({ keepBodies: false }),
+      ]);
+      cluster = await startCluster({
+        env: {
+          LOVAGE_DATABASE_URL: database.url,
+          LOVAGE_BROKER_URL: redis.url,
+          LOVAGE_SMTP_URL: [
+            `${throttling.url}?name=throttling`,
+            `${bouncing.url}?name=bouncing`,
+            `${domains.url}?name=domains`,
+          ].join(","),
+          LOVAGE_DOMAIN_LIMITS: "slow.example:10/s",
+        },
+        workers: 2,
+      });
+    }, 90_000);
+    afterAll(async () => {
+      await cluster?.stop();
+      await Promise.all([throttling, bouncing, domains].map((server) => server?.close()));
+      await redis?.stop();
+      await database?.drop();
+    });
+
+    it("slows down on 421 above 20/s and climbs back: every recipient sent, at most 1.3 transactions each", async () => {
+      const accepted: number[] = [];
+      let transactions = 0;
+      throttling.setScript(() => {
+        transactions++;
+        const now = Date.now();
+        while (accepted.length > 0 && now - accepted[0]! >= 1000) accepted.shift();
+        if (accepted.length >= 20) return { code: 421, message: "4.7.0 Too many messages, slow down" };
+        accepted.push(now);
+        return "accept";
+      });
+      const recipients = list(`thr${Date.now().toString(36)}`, 400, "example.com");
+      const startedAt = Date.now();
+      const id = await send(cluster!.api, recipients, { servers: ["throttling"] });
+      const done = await completed(cluster!.api, id, 120_000);
+      console.log(
+        `421 above 20/s over 2 workers: 400 in ${((Date.now() - startedAt) / 1000).toFixed(1)} s, ${transactions} transactions (${(transactions / 400).toFixed(2)} each)`,
+      );
+      expect(done.counts).toMatchObject({ sent: 400, failed: 0, unknown: 0 });
+      expect(recipients.filter((r) => throttling.deliveries(r) !== 1)).toEqual([]);
+      expect(transactions / 400).toBeLessThanOrEqual(1.3);
+      // The server's events, oldest first, as the campaign view shows them (workers write them
+      // every 2 s): a worker lowered its rate, and later raised it again.
+      const events = await waitFor(
+        async () => {
+          const mine = ((await view(cluster!.api, id)).smtpEvents ?? [])
+            .filter((e) => e.name === "throttling")
+            .reverse();
+          const slower = mine.find((e) => e.kind === "slower");
+          const faster = mine.find(
+            (e) => slower && e.kind === "faster" && e.worker === slower.worker && e.at >= slower.at,
+          );
+          return faster ? mine : undefined;
+        },
+        {
+          timeoutMs: 10_000,
+          intervalMs: 500,
+          message: "a slower event then a faster one in the campaign view",
+        },
+      );
+      expect(events.find((e) => e.kind === "slower")!.reply).toMatch(/^421/);
+    }, 150_000);
+
+    it("pauses a campaign whose 550s exceed its error budget, names the reply, and resume continues it", async () => {
+      // 30% of the list: the default budget (more than 10% of the last 200, after 50) is crossed.
+      let transactions = 0;
+      bouncing.setScript(({ recipient }) => {
+        transactions++;
+        return Number(/-(\d+)@/.exec(recipient)![1]) % 10 < 3
+          ? { code: 550, message: "5.1.1 No such user here" }
+          : "accept";
+      });
+      const recipients = list(`bnc${Date.now().toString(36)}`, 600, "example.com");
+      const id = await send(cluster!.api, recipients, { servers: ["bouncing"] });
+      const paused = await waitFor(
+        async () => {
+          const v = await view(cluster!.api, id);
+          return v.status === "paused" ? v : undefined;
+        },
+        { timeoutMs: 60_000, intervalMs: 250, message: "the campaign paused by its error budget" },
+      );
+      expect(paused.statusReason).toMatch(/error budget: \d+ of the last \d+ attempts failed permanently/);
+      expect(paused.statusReason).toMatch(/550 5\.1\.1 No such user here/);
+      // Batches in flight finish their chunk: wait until the counts settle, then count every
+      // attempt made, in the log and at the server.
+      let last = -1;
+      const before = await waitFor(
+        async () => {
+          const v = await view(cluster!.api, id);
+          const made = v.counts.sent! + v.counts.failed!;
+          const settled = made === last && v.counts.sending === 0;
+          last = made;
+          return settled ? v.counts : undefined;
+        },
+        { timeoutMs: 15_000, intervalMs: 1_000, message: "no attempt in flight after the pause" },
+      );
+      console.log(
+        `error budget over 2 workers: paused after ${transactions} transactions (${before.failed} failed): ${paused.statusReason}`,
+      );
+      expect(transactions).toBeLessThanOrEqual(250);
+      expect(before.sent! + before.failed!).toBe(transactions);
+      expect(recipients.filter((r) => bouncing.deliveries(r) > 0).length).toBe(before.sent);
+
+      const resumed = await api<CampaignView>(cluster!.api, "POST", `/api/campaigns/${id}/resume`);
+      expect(resumed.status).toBe(200);
+      expect(resumed.body.status).toBe("sending");
+      await waitFor(async () => (await view(cluster!.api, id)).counts.sent! > before.sent!, {
+        timeoutMs: 30_000,
+        intervalMs: 250,
+        message: "more sent after the resume",
+      });
+    }, 150_000);
+
+    it("keeps a limited domain at its rate without holding up the other domain", async () => {
+      const slowTimes: number[] = [];
+      const fastTimes: number[] = [];
+      domains.setScript(({ recipient }) => {
+        (recipient.endsWith("@slow.example") ? slowTimes : fastTimes).push(Date.now());
+        return "accept";
+      });
+      const tag = `dom${Date.now().toString(36)}`;
+      const slow = list(tag, 300, "slow.example");
+      const fast = list(tag, 300, "fast.example");
+      const id = await send(
+        cluster!.api,
+        slow.flatMap((s, i) => [s, fast[i]!]),
+        { servers: ["domains"] },
+      );
+      const done = await completed(cluster!.api, id, 120_000);
+      console.log(
+        `a domain at 10/s beside an unlimited one over 2 workers: fast done after ${((Math.max(...fastTimes) - Math.min(...fastTimes)) / 1000).toFixed(1)} s, slow after ${((Math.max(...slowTimes) - Math.min(...slowTimes)) / 1000).toFixed(1)} s, most slow in a second ${maxInAnyWindow(slowTimes)}`,
+      );
+      expect(done.counts).toMatchObject({ sent: 600, failed: 0, unknown: 0 });
+      expect([...slow, ...fast].filter((r) => domains.deliveries(r) !== 1)).toEqual([]);
+      // The issue's figure: the unlimited domain finishes first. How far ahead is printed, as
+      // "finishing first" alone also holds when it goes at the limited one's pace to the end.
+      const fastDoneAt = Math.max(...fastTimes);
+      console.log(
+        `when the unlimited domain's last was delivered, ${slowTimes.filter((t) => t <= fastDoneAt).length} of the limited one's 300 were`,
+      );
+      expect(fastDoneAt).toBeLessThan(Math.max(...slowTimes));
+      expect(maxInAnyWindow(slowTimes)).toBeLessThanOrEqual(11);
+      // Waiting for the limit spent no attempt.
+      const attempts = await attemptsOf(cluster!.api, id);
+      expect(attempts.size).toBe(600);
+      expect([...attempts].filter(([, n]) => n !== 1)).toEqual([]);
+    }, 150_000);
   });
 
   describe("two workers sharing a server's limit of 50 messages per second through Redis", () => {
