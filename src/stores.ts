@@ -24,6 +24,8 @@ export function createSendStore(db: Db): SendStore {
     getCampaign: (id) => campaigns.getCampaign(db, id),
     claimForSending: (ids, leaseMs) => recipients.claimForSending(db, ids, leaseMs),
     recordOutcomes: (records, worker) => recipients.recordOutcomes(db, records, worker),
+    queuedEmails: (ids) => recipients.queuedEmails(db, ids),
+    postpone: (ids, retryAt) => recipients.postponeQueued(db, ids, retryAt),
     recentAttempts: async (campaignId, size) =>
       recipients.recentAttemptWindow(db, campaignId, size, await campaigns.budgetSince(db, campaignId)),
     pauseCampaign: (campaignId, reason, resumeAt) =>

@@ -202,6 +202,40 @@ export async function releaseBatch(db: Db, batchJobId: string): Promise<number> 
   return Number(result.numUpdatedRows);
 }
 
+/** The addresses of the given rows that are still queued (what a batch reads before it claims). */
+export async function queuedEmails(
+  db: Db,
+  recipientIds: readonly number[],
+): Promise<{ id: number; email: string }[]> {
+  if (recipientIds.length === 0) return [];
+  return db
+    .selectFrom("lovage.recipients")
+    .select(["id", "email"])
+    .where("id", "=", sql<number>`ANY(${[...recipientIds]}::int[])`)
+    .where("status", "=", "queued")
+    .orderBy("id")
+    .execute();
+}
+
+/**
+ * Puts queued rows back to pending until `retryAt`, spending nothing: they were never claimed
+ * (their domain's limit held them before). Returns how many moved.
+ */
+export async function postponeQueued(
+  db: Db,
+  recipientIds: readonly number[],
+  retryAt: Date,
+): Promise<number> {
+  if (recipientIds.length === 0) return 0;
+  const result = await db
+    .updateTable("lovage.recipients")
+    .set({ status: "pending", batch_job_id: null, queued_at: null, next_attempt_at: retryAt })
+    .where("id", "=", sql<number>`ANY(${[...recipientIds]}::int[])`)
+    .where("status", "=", "queued")
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows);
+}
+
 /** Batches whose rows have been queued for longer than `olderThanMs`, for the lost-batch check. */
 export async function staleQueuedBatches(db: Db, olderThanMs: number, limit = 500): Promise<string[]> {
   const result = await sql<{ batch_job_id: string }>`

@@ -38,6 +38,10 @@ export interface SendStore {
   /** Moves the ids still `queued` (of a sending campaign) to `sending`; returns those rows. */
   claimForSending(recipientIds: readonly number[], leaseMs: number): Promise<RecipientRow[]>;
   recordOutcomes(records: readonly AttemptRecord[], worker: string): Promise<void>;
+  /** The addresses of the ids still `queued`. */
+  queuedEmails(recipientIds: readonly number[]): Promise<{ id: number; email: string }[]>;
+  /** Puts ids still `queued` back to `pending` until `retryAt`, spending no attempt. */
+  postpone(recipientIds: readonly number[], retryAt: Date): Promise<number>;
   /** The campaign's last `size` attempts since its error budget's window began (its last resume). */
   recentAttempts(campaignId: number, size: number): Promise<AttemptWindow>;
   /** Pauses a sending campaign with a reason, resuming by itself at `resumeAt` when given; false if it was not sending. */
@@ -211,10 +215,14 @@ export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBat
     return entry;
   }
 
-  async function sendOne(entry: CampaignEntry, recipient: RecipientRow): Promise<AttemptRecord> {
+  async function sendOne(
+    entry: CampaignEntry,
+    recipient: RecipientRow,
+    admitted: boolean,
+  ): Promise<AttemptRecord> {
     const startedAt = new Date();
     const message = buildMessage(entry.message, recipient, deps.message);
-    const sendResult = await deps.transport.send(message, { servers: entry.servers });
+    const sendResult = await deps.transport.send(message, { servers: entry.servers, admitted });
     return {
       recipientId: recipient.id,
       campaignId: recipient.campaignId,
@@ -298,11 +306,16 @@ export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBat
       own?.release(n);
     };
 
-    /** Takes up to `want` rows' worth of every bound, or 0 once the batch stops or is aborted. */
-    async function takeSlots(want: number): Promise<number> {
-      const mine = own ? await own.acquire(want, context.signal) : want;
-      const held = mine > 0 && !stop ? await unrecorded.acquire(mine, context.signal) : 0;
-      const taken = held > 0 && !stop ? await inFlight.acquire(held, context.signal) : 0;
+    /**
+     * Takes up to `want` rows' worth of every bound, or 0 once the batch stops or is aborted.
+     * `first`: ahead of every waiter, for a message its domain's limit has let through, which
+     * must leave within its window.
+     */
+    async function takeSlots(want: number, first: boolean): Promise<number> {
+      const { signal } = context;
+      const mine = own ? await own.acquire(want, signal, first) : want;
+      const held = mine > 0 && !stop ? await unrecorded.acquire(mine, signal, first) : 0;
+      const taken = held > 0 && !stop ? await inFlight.acquire(held, signal, first) : 0;
       own?.release(mine - taken);
       unrecorded.release(held - taken);
       return taken;
@@ -312,10 +325,14 @@ export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBat
      * Sends a claimed chunk, then records it; its slots are given back as each part ends. It
      * never rejects: the batch's first failure is kept and thrown once every chunk has ended.
      */
-    const sendAndRecord = async (claimed: RecipientRow[], taken: number): Promise<void> => {
+    const sendAndRecord = async (
+      claimed: RecipientRow[],
+      taken: number,
+      admitted: boolean,
+    ): Promise<void> => {
       try {
         const records = await Promise.all(
-          claimed.map((recipient) => sendOne(entry, recipient).finally(() => freeConnections(1))),
+          claimed.map((recipient) => sendOne(entry, recipient, admitted).finally(() => freeConnections(1))),
         );
         await record(records, context.signal);
         for (const { outcome } of records) {
@@ -334,30 +351,75 @@ export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBat
       }
     };
 
-    // A chunk is claimed as soon as connections are free, while the batch's earlier chunks
-    // still send: a message that waits for its domain's limit holds its own connection only,
-    // never the rest of the batch.
     const chunks: Promise<void>[] = [];
-    let next = 0;
-    while (next < recipientIds.length && !stop) {
-      const taken = await takeSlots(recipientIds.length - next);
-      if (taken === 0) break;
-      const chunk = recipientIds.slice(next, next + taken);
-      next += chunk.length;
-      let claimed: RecipientRow[];
-      try {
-        // Mark sending before DATA: a crash after this must not resend.
-        const ours = new Set(chunk);
-        claimed = (await claimRows(chunk)).filter((row) => ours.has(row.id));
-      } catch (error) {
-        freeConnections(taken);
-        unrecorded.release(taken);
-        failure ??= { error };
-        break;
+
+    /**
+     * Claims and sends `ids` a chunk at a time, as soon as connections are free, while earlier
+     * chunks still send; returns once the last chunk is claimed (or the batch stops).
+     */
+    async function sendAll(ids: readonly number[], admitted: boolean): Promise<void> {
+      let next = 0;
+      while (next < ids.length && !stop) {
+        const taken = await takeSlots(ids.length - next, admitted);
+        if (taken === 0) break;
+        const chunk = ids.slice(next, next + taken);
+        next += chunk.length;
+        let claimed: RecipientRow[];
+        try {
+          // Mark sending before DATA: a crash after this must not resend.
+          const ours = new Set(chunk);
+          claimed = (await claimRows(chunk)).filter((row) => ours.has(row.id));
+        } catch (error) {
+          freeConnections(taken);
+          unrecorded.release(taken);
+          stop = true;
+          failure ??= { error };
+          break;
+        }
+        result.skipped += chunk.length - claimed.length;
+        freeConnections(chunk.length - claimed.length);
+        chunks.push(sendAndRecord(claimed, taken, admitted));
       }
-      result.skipped += chunk.length - claimed.length;
-      freeConnections(chunk.length - claimed.length);
-      chunks.push(sendAndRecord(claimed, taken));
+    }
+
+    /**
+     * Recipients of a rate-limited domain group, one at a time: each waits for its group's rate
+     * before it is claimed or takes a connection, so it holds up no recipient of another
+     * domain. Once one is not let through in time, it and the rest of the lane go back to
+     * pending until the group has room, spending no attempt.
+     */
+    async function sendLimited(items: readonly { id: number; email: string }[]): Promise<void> {
+      for (const [index, item] of items.entries()) {
+        if (stop) return;
+        const wait = await deps.transport.admit(item.email);
+        if (wait > 0) {
+          const rest = items.slice(index).map((later) => later.id);
+          result.retried += await deps.store.postpone(rest, new Date(Date.now() + wait));
+          return;
+        }
+        await sendAll([item.id], true);
+      }
+    }
+
+    const lanes: Promise<void>[] = [];
+    if (deps.transport.limitsDomains) {
+      const limited = new Map<string, { id: number; email: string }[]>();
+      const free: number[] = [];
+      for (const row of await deps.store.queuedEmails(recipientIds)) {
+        const group = deps.transport.limitedGroupOf(row.email);
+        if (group === undefined) free.push(row.id);
+        else limited.set(group, [...(limited.get(group) ?? []), row]);
+      }
+      result.skipped += recipientIds.length - free.length - [...limited.values()].flat().length;
+      lanes.push(sendAll(free, false), ...[...limited.values()].map(sendLimited));
+    } else {
+      lanes.push(sendAll(recipientIds, false));
+    }
+    try {
+      await Promise.all(lanes);
+    } catch (error) {
+      stop = true;
+      failure ??= { error };
     }
     await Promise.all(chunks);
     if (failure) throw failure.error;

@@ -16,11 +16,12 @@ export class SendSlots {
 
   /**
    * Waits for at least one free slot and takes up to `want` of them, in the order callers
-   * asked; resolves with how many it took (0 when `signal` aborts first).
+   * asked (`first`: ahead of every waiter); resolves with how many it took (0 when `signal`
+   * aborts first).
    */
-  acquire(want: number, signal?: AbortSignal): Promise<number> {
+  acquire(want: number, signal?: AbortSignal, first = false): Promise<number> {
     if (want < 1 || signal?.aborted) return Promise.resolve(0);
-    if (this.waiting.length === 0 && this.free > 0) return Promise.resolve(this.take(want));
+    if ((first || this.waiting.length === 0) && this.free > 0) return Promise.resolve(this.take(want));
     return new Promise((resolve) => {
       const waiter = {
         want,
@@ -35,7 +36,8 @@ export class SendSlots {
         resolve(0);
       };
       signal?.addEventListener("abort", onAbort, { once: true });
-      this.waiting.push(waiter);
+      if (first) this.waiting.unshift(waiter);
+      else this.waiting.push(waiter);
     });
   }
 

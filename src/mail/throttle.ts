@@ -84,6 +84,8 @@ export class ServerPace {
   private readonly perSecond = new Array<number>(10).fill(0);
   private currentSecond = 0;
   private readonly waiting: (() => void)[] = [];
+  /** Messages waiting with `first`: the others let them have the next free connection. */
+  private firstWaiting = 0;
 
   constructor(
     readonly name: string,
@@ -155,21 +157,31 @@ export class ServerPace {
     return this.inFlight < this.allowed;
   }
 
-  /** Waits (at most until `deadline`) for a free connection; false if none came in time. */
-  async acquire(deadline: number): Promise<boolean> {
-    while (!this.hasFreeConnection) {
-      const left = deadline - Date.now();
-      if (left <= 0 || !this.usable) return false;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, Math.min(left, 250));
-        function done() {
-          clearTimeout(timer);
-          resolve();
-        }
-        this.waiting.push(done);
-      });
+  /**
+   * Waits (at most until `deadline`) for a free connection; false if none came in time. A
+   * message its domain's limit has let through goes `first`: it must leave within its window,
+   * so the others wait while it does.
+   */
+  async acquire(deadline: number, first = false): Promise<boolean> {
+    if (first) this.firstWaiting++;
+    try {
+      while (!this.hasFreeConnection || (!first && this.firstWaiting > 0)) {
+        const left = deadline - Date.now();
+        if (left <= 0 || !this.usable) return false;
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(done, Math.min(left, 250));
+          function done() {
+            clearTimeout(timer);
+            resolve();
+          }
+          this.waiting.push(done);
+        });
+      }
+    } finally {
+      if (first) this.firstWaiting--;
     }
     this.inFlight++;
+    if (first && this.firstWaiting === 0) this.wakeWaiters();
     return true;
   }
 

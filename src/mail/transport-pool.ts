@@ -48,6 +48,8 @@ export type SendResult =
 export interface SendOptions {
   /** The names of the servers it may use (a campaign's `servers`); absent or null: any. */
   servers?: readonly string[] | null | undefined;
+  /** The recipient's domain group already let it through (`admit`): its rate is not asked again. */
+  admitted?: boolean | undefined;
 }
 
 export interface Transport {
@@ -56,6 +58,16 @@ export interface Transport {
   /** The connections over the named servers (those of them configured here); absent or null: `capacity`. */
   capacityOf(servers?: readonly string[] | null): number;
   send(message: OutgoingMessage, options?: SendOptions): Promise<SendResult>;
+  /** Whether any domain group has a rate: only then need a batch know its recipients' domains. */
+  readonly limitsDomains: boolean;
+  /** The rate-limited domain group of an address, by name; undefined when its group has no rate. */
+  limitedGroupOf(address: string): string | undefined;
+  /**
+   * Waits (2 s at most, as `send` would) for the rate of the address's domain group and counts
+   * the message: 0 once it may go (then `send` it with `admitted`), else how long it should
+   * wait before it is tried again. Throws nothing: counters that cannot be reached hold it.
+   */
+  admit(address: string): Promise<number>;
   /** Checks that every server answers; throws with the first that does not. */
   verify(): Promise<void>;
   /** Each server's state and figures, as this process sees them. */
@@ -252,13 +264,14 @@ export function createSmtpTransport(
    * pass the deadline. A server's own limits may be waited for longer than a group's: every
    * message to that server waits for them anyway, so deferring it frees nothing.
    */
-  async function limits(server: Server, group: DomainGroup, deadline: number): Promise<number> {
+  async function limits(server: Server, group: DomainGroup | undefined, deadline: number): Promise<number> {
     const serverDeadline = deadline + SERVER_LIMIT_EXTRA_WAIT_MS;
-    const gates: [RateCounters, string, number | undefined, number][] = [
+    type Gate = [RateCounters, string, number | undefined, number];
+    const gates: Gate[] = [
       [local, `adaptive:${server.spec.name}`, server.pace.adaptiveRate, serverDeadline],
       [counters, `server:${server.spec.name}`, server.spec.rate, serverDeadline],
-      [counters, `group:${group.name}`, group.rate, deadline],
     ];
+    if (group) gates.push([counters, `group:${group.name}`, group.rate, deadline]);
     for (const [store, key, rate, until] of gates) {
       if (rate === undefined) continue;
       const wait = await store.admit(key, rate, until);
@@ -319,7 +332,7 @@ export function createSmtpTransport(
         );
       }
       try {
-        if (!(await server.pace.acquire(deadline))) {
+        if (!(await server.pace.acquire(deadline, options.admitted === true))) {
           if (!server.pace.usable) {
             tried.add(server);
             continue;
@@ -330,7 +343,7 @@ export function createSmtpTransport(
         try {
           let wait: number;
           try {
-            wait = await limits(server, group, deadline);
+            wait = await limits(server, options.admitted ? undefined : group, deadline);
           } catch (error) {
             // The counters' store cannot be reached: never send past a limit; wait.
             server.pace.held();
@@ -390,6 +403,21 @@ export function createSmtpTransport(
   prober.unref();
 
   return {
+    limitsDomains: (options.groups ?? []).some((group) => group.rate !== undefined),
+    limitedGroupOf(address) {
+      const group = lookup(recipientDomain(address));
+      return group.rate === undefined ? undefined : group.name;
+    },
+    async admit(address) {
+      const group = lookup(recipientDomain(address));
+      if (group.rate === undefined) return 0;
+      try {
+        const wait = await counters.admit(`group:${group.name}`, group.rate, Date.now() + maxWaitMs);
+        return wait > 0 ? deferFor(wait) : 0;
+      } catch {
+        return deferFor(0);
+      }
+    },
     capacity: pool.reduce((sum, s) => sum + s.pace.maxConnections, 0),
     capacityOf: (servers) => among(servers).reduce((sum, s) => sum + s.pace.maxConnections, 0),
     send,

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { parseDomainLimits, groupLookup, windowOf, createRateCounters } from "../../src/mail/rate-limits.js";
 import { outcomeOf, retryDelayMs, MAX_RETRY_DELAY_MS } from "../../src/mail/send-batch.js";
 import { isThrottle, ServerPace, DEFAULT_PACE } from "../../src/mail/throttle.js";
+import { SendSlots } from "../../src/mail/send-slots.js";
 import { classifySmtpError, recipientDomain } from "../../src/mail/transport-pool.js";
 import type { SmtpEvent } from "../../src/mail/smtp-events.js";
 
@@ -223,5 +224,34 @@ describe("SMTP errors", () => {
   it("finds the recipient's domain in a To", () => {
     expect(recipientDomain('"Ann" <ann@Gmail.COM>')).toBe("gmail.com");
     expect(recipientDomain("bob@example.org")).toBe("example.org");
+  });
+});
+
+describe("a message its domain's limit let through", () => {
+  it("takes the next free send slot ahead of those already waiting", async () => {
+    const slots = new SendSlots(1);
+    expect(await slots.acquire(1)).toBe(1);
+    const order: string[] = [];
+    const waiting = slots.acquire(1).then(() => order.push("waiting"));
+    const first = slots.acquire(1, undefined, true).then(() => order.push("first"));
+    slots.release(1);
+    await first;
+    slots.release(1);
+    await waiting;
+    expect(order).toEqual(["first", "waiting"]);
+  });
+
+  it("takes the server's next free connection while the others wait", async () => {
+    const pace = new ServerPace("s", 1, undefined, DEFAULT_PACE, () => undefined);
+    const deadline = Date.now() + 5_000;
+    expect(await pace.acquire(deadline)).toBe(true);
+    const order: string[] = [];
+    const other = pace.acquire(deadline).then(() => order.push("other"));
+    const first = pace.acquire(deadline, true).then(() => order.push("first"));
+    pace.release();
+    await first;
+    pace.release();
+    await other;
+    expect(order).toEqual(["first", "other"]);
   });
 });
