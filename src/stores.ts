@@ -8,6 +8,7 @@ import type { Kysely } from "kysely";
 import * as campaigns from "./db/campaigns.js";
 import * as figures from "./db/figures.js";
 import * as recipients from "./db/recipients.js";
+import { inTransaction } from "./db/transaction.js";
 import type { Db } from "./db/recipients.js";
 import type { Database } from "./db/schema.js";
 import type { CampaignStore } from "./mail/campaigns.js";
@@ -51,7 +52,7 @@ export function createDispatchStore(db: Db): DispatchStore {
 }
 
 export function createCampaignStore(db: Kysely<Database>): CampaignStore {
-  return campaignStoreOn(db, (work) => db.transaction().execute((trx) => work(campaignStoreOn(trx))));
+  return campaignStoreOn(db, (work) => inTransaction(db, (trx) => work(campaignStoreOn(trx))));
 }
 
 function campaignStoreOn(db: Db, transaction?: CampaignStore["transaction"]): CampaignStore {
