@@ -24,6 +24,7 @@ import * as m0007 from "./migrations/0007-figures.js";
 import * as m0008 from "./migrations/0008-deliverability.js";
 import * as m0009 from "./migrations/0009-pace.js";
 import * as m0010 from "./migrations/0010-campaign-pace.js";
+import * as m0011 from "./migrations/0011-connection-leases.js";
 import type { Database } from "./schema.js";
 
 const MIGRATIONS: Record<string, Migration> = {
@@ -37,6 +38,7 @@ const MIGRATIONS: Record<string, Migration> = {
   "0008-deliverability": m0008,
   "0009-pace": m0009,
   "0010-campaign-pace": m0010,
+  "0011-connection-leases": m0011,
 };
 /** Every migration, in the order they apply. */
 export const MIGRATION_NAMES = Object.keys(MIGRATIONS);

@@ -16,7 +16,9 @@
  *
  * It owns no connections: the wiring hands it a Redis client or a pg.Pool and closes them.
  */
+import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
+import { giveBackConnectionLease, takeConnectionLease } from "../db/connection-leases.js";
 import type pg from "pg";
 import {
   RateLimiterMemory,
@@ -43,7 +45,27 @@ export interface RateCounters {
    * limit costs the store about one request per window per worker, not one per waiting message.
    */
   admit(key: string, perSecond: number, until: number): Promise<number>;
+  /**
+   * Takes one of `limit` connections of `key` that every worker shares, for `leaseMs` at most
+   * (a worker that dies gives it back then): a token to give it back with, or undefined when
+   * all are taken.
+   */
+  hold(key: string, limit: number, leaseMs: number): Promise<string | undefined>;
+  giveBack(key: string, token: string): Promise<void>;
 }
+
+/**
+ * Redis: a sorted set of holders by lease end; the expired ones are dropped and the count
+ * checked in one script, so two workers never both take the last connection.
+ */
+const HOLD_SCRIPT = `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  return 1
+end
+return 0`;
 
 /** Target window: small enough that R + p stays close to R, large enough for the store's round trips. */
 const WINDOW_TARGET_MS = 20;
@@ -147,7 +169,54 @@ export function createRateCounters(backend: CounterBackend): RateCounters {
     }
   }
 
-  return { take, admit };
+  const memoryLeases = new Map<string, Map<string, number>>();
+
+  async function hold(key: string, limit: number, leaseMs: number): Promise<string | undefined> {
+    const token = randomUUID();
+    const now = Date.now();
+    switch (backend.kind) {
+      case "memory": {
+        const leases = memoryLeases.get(key) ?? new Map<string, number>();
+        memoryLeases.set(key, leases);
+        for (const [holder, until] of leases) if (until <= now) leases.delete(holder);
+        if (leases.size >= limit) return undefined;
+        leases.set(token, now + leaseMs);
+        return token;
+      }
+      case "redis": {
+        const prefix = backend.prefix ?? "lovage-rate";
+        const taken = await backend.client.eval(
+          HOLD_SCRIPT,
+          1,
+          `${prefix}:conn:${key}`,
+          now,
+          limit,
+          now + leaseMs,
+          token,
+          leaseMs,
+        );
+        return taken === 1 ? token : undefined;
+      }
+      case "postgres":
+        return (await takeConnectionLease(backend.pool, key, token, limit, leaseMs)) ? token : undefined;
+    }
+  }
+
+  async function giveBack(key: string, token: string): Promise<void> {
+    switch (backend.kind) {
+      case "memory":
+        memoryLeases.get(key)?.delete(token);
+        return;
+      case "redis":
+        await backend.client.zrem(`${backend.prefix ?? "lovage-rate"}:conn:${key}`, token);
+        return;
+      case "postgres":
+        await giveBackConnectionLease(backend.pool, key, token);
+        return;
+    }
+  }
+
+  return { take, admit, hold, giveBack };
 }
 
 /**
@@ -159,7 +228,7 @@ export interface DomainGroup {
   readonly domains: readonly string[];
   /** Messages per second to the group, across every worker; undefined is none. */
   readonly rate: number | undefined;
-  /** SMTP transactions in flight to the group, per worker process; undefined is none. */
+  /** SMTP transactions in flight to the group, across every worker; undefined is none. */
   readonly connections: number | undefined;
 }
 

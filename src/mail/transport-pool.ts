@@ -195,21 +195,56 @@ function nodemailerOptions(
   };
 }
 
-/** A group's `Nconn` in this process: one semaphore per group, made when first needed. */
-class GroupSlots {
+/** How often a message waiting for a group's connection held by other workers asks again. */
+const GROUP_CONNECTION_POLL_MS = 25;
+
+/**
+ * A group's `Nconn`, held by every worker together: a lease in the shared counters per
+ * transaction (given back when it ends, or when its lease runs out if the worker died), and in
+ * front of it a semaphore per process, so that a process asks the store only for the
+ * connections it could use.
+ */
+class GroupConnections {
   private readonly slots = new Map<string, SendSlots>();
 
-  /** Takes a connection of the group, waiting until `deadline` at most; false if none came. */
-  async acquire(group: DomainGroup, deadline: number): Promise<boolean> {
-    if (group.connections === undefined) return true;
+  constructor(
+    private readonly counters: RateCounters,
+    private readonly leaseMs: number,
+  ) {}
+
+  /**
+   * Takes a connection of the group, waiting until `deadline` at most: what to give back (null
+   * when the group has no connection limit), or undefined if none came in time. Throws when
+   * the counters' store cannot be reached.
+   */
+  async acquire(group: DomainGroup, deadline: number): Promise<{ token: string } | null | undefined> {
+    if (group.connections === undefined) return null;
     let slots = this.slots.get(group.name);
     if (!slots) this.slots.set(group.name, (slots = new SendSlots(group.connections)));
     const waitMs = Math.max(0, deadline - Date.now());
-    return (await slots.acquire(1, AbortSignal.timeout(waitMs))) === 1;
+    if ((await slots.acquire(1, AbortSignal.timeout(waitMs))) !== 1) return undefined;
+    try {
+      for (;;) {
+        const token = await this.counters.hold(`group:${group.name}`, group.connections, this.leaseMs);
+        if (token !== undefined) return { token };
+        if (Date.now() + GROUP_CONNECTION_POLL_MS > deadline) break;
+        await new Promise((resolve) =>
+          setTimeout(resolve, GROUP_CONNECTION_POLL_MS + Math.random() * GROUP_CONNECTION_POLL_MS),
+        );
+      }
+    } catch (error) {
+      slots.release(1);
+      throw error;
+    }
+    slots.release(1);
+    return undefined;
   }
 
-  release(group: DomainGroup): void {
-    if (group.connections !== undefined) this.slots.get(group.name)?.release(1);
+  release(group: DomainGroup, held: { token: string } | null): void {
+    if (!held) return;
+    this.slots.get(group.name)?.release(1);
+    // A lease not given back (the store is down) ends by itself.
+    this.counters.giveBack(`group:${group.name}`, held.token).catch(() => undefined);
   }
 }
 
@@ -230,7 +265,8 @@ export function createSmtpTransport(
   // The adaptive rates are this process's own: counted here, whatever the shared store is.
   const local = createRateCounters({ kind: "memory" });
   const lookup = groupLookup(options.groups ?? []);
-  const groupSlots = new GroupSlots();
+  // A transaction takes at most a connect, a greeting and a few replies, each within the timeout.
+  const groupConnections = new GroupConnections(counters, 4 * options.timeoutMs);
   const maxWaitMs = options.maxWaitMs ?? 2_000;
 
   const pool = servers.map((server) => {
@@ -323,11 +359,18 @@ export function createSmtpTransport(
       }
       const server = pick(candidates);
       const name = server.spec.name;
-      if (!(await groupSlots.acquire(group, deadline))) {
+      let groupConnection: { token: string } | null | undefined;
+      try {
+        groupConnection = await groupConnections.acquire(group, deadline);
+      } catch (error) {
+        server.pace.held();
+        return deferred(name, `rate counters unavailable: ${(error as Error).message}`, 0);
+      }
+      if (groupConnection === undefined) {
         server.pace.held();
         return deferred(
           name,
-          `waiting for a connection to ${group.name} (its limit is ${group.connections})`,
+          `waiting for a connection to ${group.name} (its limit is ${group.connections}, across every worker)`,
           0,
         );
       }
@@ -377,7 +420,7 @@ export function createSmtpTransport(
           server.pace.release();
         }
       } finally {
-        groupSlots.release(group);
+        groupConnections.release(group, groupConnection);
       }
     }
   }
