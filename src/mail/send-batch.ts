@@ -405,12 +405,14 @@ export function createSendBatchTask(deps: SendBatchDeps): TaskDefinition<SendBat
     if (deps.transport.limitsDomains) {
       const limited = new Map<string, { id: number; email: string }[]>();
       const free: number[] = [];
-      for (const row of await deps.store.queuedEmails(recipientIds)) {
+      const queued = await deps.store.queuedEmails(recipientIds);
+      for (const row of queued) {
         const group = deps.transport.limitedGroupOf(row.email);
         if (group === undefined) free.push(row.id);
-        else limited.set(group, [...(limited.get(group) ?? []), row]);
+        else if (limited.has(group)) limited.get(group)!.push(row);
+        else limited.set(group, [row]);
       }
-      result.skipped += recipientIds.length - free.length - [...limited.values()].flat().length;
+      result.skipped += recipientIds.length - queued.length;
       lanes.push(sendAll(free, false), ...[...limited.values()].map(sendLimited));
     } else {
       lanes.push(sendAll(recipientIds, false));
